@@ -1,0 +1,15 @@
+PYTHON ?= python
+export PYTHON
+
+.PHONY: setup demo test
+
+setup:
+	@bash tools/setup_env.sh
+
+# Main job on the embedded default: explain the bundled synthetic image with the
+# bundled tiny FCOS checkpoint; pictures go to outputs/demo/.
+demo: setup
+	$(PYTHON) tools/demo.py --out-dir outputs/demo
+
+test: setup
+	$(PYTHON) -m pytest tests -q -p no:cacheprovider

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install the pinned stack into the current Python (idempotent; fast when done).
+# torch: kept if already importable (e.g. a user's CUDA build), else torch==2.13.0.
+# mmcv 2.1.0 with compiled ops: from a wheel in $MMCV_WHEELHOUSE (default
+# ../shared/wheelhouse) when present, else built from the PyPI source (~16 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+WHEELHOUSE=${MMCV_WHEELHOUSE:-../shared/wheelhouse}
+
+check() {
+  "$PY" - <<'PY' 2>/dev/null
+import importlib.metadata as md
+import torch, mmengine, mmcv, mmdet, pycocotools, pytest, tqdm, mim  # noqa
+from mmcv.ops import nms  # noqa: compiled ops present
+import pkg_resources  # noqa: needed by mmengine for mmdet:: bases
+assert mmengine.__version__ == '0.10.7' and mmcv.__version__ == '2.1.0'
+assert mmdet.__version__ == '3.3.0'
+assert md.distribution('mmdet-odam') is not None
+import mmdet_odam  # noqa
+PY
+}
+
+if check; then
+  exit 0
+fi
+echo "[setup] installing the pinned stack into $("$PY" -c 'import sys; print(sys.prefix)')"
+PIP=("$PY" -m pip install --disable-pip-version-check)
+"${PIP[@]}" 'setuptools<82' wheel packaging
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  "${PIP[@]}" torch==2.13.0
+fi
+"${PIP[@]}" mmengine==0.10.7
+if ! "$PY" -c 'import mmcv, sys; from mmcv.ops import nms; sys.exit(mmcv.__version__ != "2.1.0")' 2>/dev/null; then
+  "$PY" -m pip uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
+  tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')
+  wheel=$(ls "$WHEELHOUSE"/mmcv-2.1.0-"$tag"-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -n "$wheel" ]; then
+    echo "[setup] mmcv from wheel $wheel"
+    "${PIP[@]}" "$wheel"
+  else
+    echo "[setup] no mmcv wheel in $WHEELHOUSE: building mmcv 2.1.0 from source (~16 min)"
+    MMCV_WITH_OPS=1 "${PIP[@]}" --no-build-isolation mmcv==2.1.0
+  fi
+fi
+"${PIP[@]}" mmdet==3.3.0 pycocotools numpy pytest tqdm openmim
+"${PIP[@]}" --no-build-isolation --no-deps -e .
+check || { echo "[setup] environment check failed after install" >&2; exit 1; }
+echo "[setup] done"
