@@ -1,0 +1,180 @@
+"""What every detector family tells the explainer.
+
+An adapter runs the detector with the explained feature map as autograd leaves,
+returns the model's own final detections (after its post-processing) tagged with
+the identity of the candidate each came from, and computes, for those exact
+candidates, the explained scalars with the graph kept.
+
+Scalars (one column per ``ATTRIBUTES`` entry) in input-image pixels:
+
+* ``score``: the detector's confidence of the detection's class (see each family).
+* ``x1``, ``y1``, ``x2``, ``y2``: box extents signed so that a larger value means a
+  larger box (``-x1``, ``-y1``, ``x2``, ``y2`` of the decoded box). For FCOS this
+  equals its regressed left/top/right/bottom distances up to a constant, so a
+  positive gradient explains what expands the box (App. A.5.6).
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+ATTRIBUTES = ('score', 'x1', 'y1', 'x2', 'y2')
+
+
+def outward_extents(boxes: Tensor) -> Tensor:
+    """Box extents signed so that growing the box increases them.
+
+    Args:
+        boxes (Tensor): Boxes (x1, y1, x2, y2), shape (N, 4).
+
+    Returns:
+        Tensor: (-x1, -y1, x2, y2), shape (N, 4).
+    """
+    return boxes * boxes.new_tensor([-1., -1., 1., 1.])
+
+
+@dataclass
+class LevelGradients:
+    """Gradients of explained scalars w.r.t. windows of one feature level.
+
+    Attributes:
+        level (int): Index into ``ForwardState.activations``.
+        grads (Tensor): Gradient windows, shape (M, C, h, w).
+        offsets (Tensor): (y0, x0) of each window on the level grid, (M, 2);
+            full-map gradients have offset (0, 0).
+        pair_index (Tensor): Which (detection, attribute) pair each window
+            explains, as ``det * num_attributes + attribute``, shape (M, ).
+        activations (Tensor, optional): Explicit activation windows (M, C, h, w)
+            for maps that are not a shared level grid (RoI features).
+        roi_boxes (Tensor, optional): Input-pixel boxes (M, 4) into which maps
+            on an RoI grid are pasted.
+    """
+    level: int
+    grads: Tensor
+    offsets: Tensor
+    pair_index: Tensor
+    activations: Optional[Tensor] = None
+    roi_boxes: Optional[Tensor] = None
+
+
+@dataclass
+class ForwardState:
+    """One detector forward with the explained feature map as leaves.
+
+    Attributes:
+        results (list[InstanceData]): Final detections per image (rescaled to
+            the original image), with candidate identity fields.
+        activations (list[Tensor]): Explained feature maps, each (B, C, H, W),
+            requiring grad.
+        strides (list[int]): Input-pixel stride of each map.
+        extras (dict): Family-specific tensors kept with the graph.
+    """
+    results: List[InstanceData]
+    activations: List[Tensor]
+    strides: List[int]
+    extras: dict = field(default_factory=dict)
+
+
+class DetectorAdapter:
+    """Base adapter. Subclasses implement :meth:`forward` and
+    :meth:`candidate_scalars`; :meth:`fast_gradients` is optional.
+
+    Args:
+        model: An MMDetection detector in eval mode.
+        feature (str): ``'neck'`` (default), ``'backbone'`` or a family-specific
+            name such as ``'roi'``.
+        score_target (str): ``'score'`` (final confidence) or ``'logit'``.
+    """
+
+    features: Sequence[str] = ('neck', 'backbone')
+
+    def __init__(self, model, feature: str = 'neck',
+                 score_target: str = 'score') -> None:
+        if feature not in self.features:
+            raise ValueError(
+                f'feature {feature!r} does not exist for '
+                f'{type(model).__name__}; choose from {tuple(self.features)}')
+        if score_target not in ('score', 'logit'):
+            raise ValueError(f"score_target must be 'score' or 'logit', "
+                             f'got {score_target!r}')
+        self.model = model
+        self.feature = feature
+        self.score_target = score_target
+
+    # -- feature leaves -----------------------------------------------------
+    def backbone_or_neck_leaves(self, inputs: Tensor):
+        """Run backbone (+ neck) so that the explained maps are leaves.
+
+        Returns:
+            tuple: (leaves, features fed to the head).
+        """
+        model = self.model
+        if self.feature == 'backbone' or not model.with_neck:
+            with torch.no_grad():
+                stages = model.backbone(inputs)
+            leaves = [s.detach().requires_grad_() for s in stages]
+            feats = model.neck(tuple(leaves)) if model.with_neck else leaves
+            return leaves, tuple(feats)
+        with torch.no_grad():
+            feats = model.extract_feat(inputs)
+        leaves = [f.detach().requires_grad_() for f in feats]
+        return leaves, tuple(leaves)
+
+    def feature_strides(self, leaves: Sequence[Tensor],
+                        inputs: Tensor) -> List[int]:
+        """Stride of each leaf map, from the input and map heights."""
+        return [max(1, round(inputs.shape[-2] / leaf.shape[-2]))
+                for leaf in leaves]
+
+    # -- per-family ----------------------------------------------------------
+    def forward(self, inputs: Tensor, data_samples: list) -> ForwardState:
+        """Run the detector; ``data_samples`` carry each image's metainfo."""
+        raise NotImplementedError
+
+    def candidate_scalars(self, state: ForwardState, img_idx: int) -> Tensor:
+        """Explained scalars of the final detections of one image.
+
+        Returns:
+            Tensor: (N, len(ATTRIBUTES)) connected to ``state.activations``.
+        """
+        raise NotImplementedError
+
+    def fast_gradients(self, state: ForwardState, img_idx: int,
+                       det_ids: Sequence[int], attr_ids: Sequence[int]
+                       ) -> Optional[List[LevelGradients]]:
+        """Batched gradients, or None when the family has no fast path."""
+        return None
+
+    # -- generic exact path ----------------------------------------------------
+    def exact_gradients(self, state: ForwardState, img_idx: int,
+                        det_ids: Sequence[int], attr_ids: Sequence[int]
+                        ) -> List[LevelGradients]:
+        """One autograd call per (detection, attribute): the reference path.
+
+        Each call differentiates a single scalar w.r.t. the leaves, so nothing
+        accumulates across detections in ``.grad``.
+        """
+        scalars = self.candidate_scalars(state, img_idx)
+        num_attrs = len(ATTRIBUTES)
+        per_level: dict = {}
+        for det in det_ids:
+            for attr in attr_ids:
+                grads = torch.autograd.grad(
+                    scalars[det, attr], state.activations, retain_graph=True,
+                    allow_unused=True)
+                for level, grad in enumerate(grads):
+                    if grad is None or not bool(grad[img_idx].any()):
+                        continue
+                    per_level.setdefault(level, ([], []))
+                    per_level[level][0].append(grad[img_idx])
+                    per_level[level][1].append(det * num_attrs + attr)
+        out = []
+        for level, (grads, pairs) in sorted(per_level.items()):
+            stacked = torch.stack(grads)
+            out.append(LevelGradients(
+                level=level, grads=stacked,
+                offsets=stacked.new_zeros((len(pairs), 2), dtype=torch.long),
+                pair_index=torch.tensor(pairs, device=stacked.device)))
+        return out

@@ -1,0 +1,252 @@
+"""Adapter for single-stage dense heads (FCOS, RetinaNet, ATSS, ...).
+
+Detections come from the head's own ``predict_by_feat``; two thin wrappers,
+active only inside :func:`track_dense_candidates`, tag every candidate with its
+(level, flattened index) before NMS so that each final detection is explained
+through exactly the candidate that survived.
+
+Scalars per family: ``score`` is the value the detector ranks by: sigmoid class
+probability times the sigmoid of the score factor when the head has one (FCOS
+centerness, as in MMDetection's post-processing), softmax probability for softmax
+heads; ``logit`` is the raw class logit. Box extents come from decoding the
+candidate's regression with the head's own ``bbox_coder`` (not clamped to the
+image so that border boxes keep a gradient).
+"""
+import inspect
+from contextlib import contextmanager
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.dense_heads import base_dense_head
+from torch import Tensor
+
+from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
+                   outward_extents)
+from .receptive_field import (can_use_patches, frozen_norms, patch_windows,
+                              receptive_radius, record_norm_stats)
+
+
+@contextmanager
+def track_dense_candidates(head):
+    """Tag the head's pre-NMS candidates with ``cand_level``/``cand_index``.
+
+    Wraps the module-level ``filter_scores_and_topk`` used by
+    ``BaseDenseHead._predict_by_feat_single`` (to record each level's
+    ``keep_idxs``) and this head instance's ``_bbox_post_process`` (to attach
+    them); both are restored on exit.
+    """
+    original_filter = base_dense_head.filter_scores_and_topk
+    original_post = head._bbox_post_process
+    kept: List[Tensor] = []
+
+    def recording_filter(*args, **kwargs):
+        out = original_filter(*args, **kwargs)
+        kept.append(out[2])
+        return out
+
+    def tagging_post_process(results, *args, **kwargs):
+        levels = [torch.full_like(idx, lvl) for lvl, idx in enumerate(kept)]
+        if sum(len(k) for k in kept) != len(results):
+            raise RuntimeError(
+                f'{type(head).__name__} overrides _predict_by_feat_single; '
+                'candidate tracking is not supported for it')
+        results.cand_level = torch.cat(levels)
+        results.cand_index = torch.cat(kept)
+        kept.clear()
+        return original_post(results, *args, **kwargs)
+
+    base_dense_head.filter_scores_and_topk = recording_filter
+    head._bbox_post_process = tagging_post_process
+    try:
+        yield
+    finally:
+        base_dense_head.filter_scores_and_topk = original_filter
+        del head._bbox_post_process
+
+
+def forward_level(head, x: Tensor, level: int) -> tuple:
+    """Run a dense head on one level's input, whatever its signature."""
+    params = inspect.signature(head.forward_single).parameters
+    args = [x]
+    if 'scale' in params:
+        args.append(head.scales[level])
+    if 'stride' in params:
+        args.append(head.strides[level])
+    return head.forward_single(*args)
+
+
+class DenseHeadAdapter(DetectorAdapter):
+    """FCOS / RetinaNet and other ``BaseDenseHead`` detectors."""
+
+    def __init__(self, model, feature: str = 'neck',
+                 score_target: str = 'score') -> None:
+        super().__init__(model, feature, score_target)
+        self.head = model.bbox_head
+        self.num_outputs = None
+
+    def forward(self, inputs: Tensor, data_samples) -> ForwardState:
+        head = self.head
+        batch_img_metas = [ds.metainfo for ds in data_samples]
+        leaves, feats = self.backbone_or_neck_leaves(inputs)
+        with record_norm_stats(head) as norm_stats:
+            outs = head(feats)
+        self.num_outputs = len(outs)
+        detached = [[o.detach() for o in level_outs] for level_outs in outs]
+        with torch.no_grad(), track_dense_candidates(head):
+            results = head.predict_by_feat(
+                *detached, batch_img_metas=batch_img_metas, rescale=True)
+        for img_idx, res in enumerate(results):
+            res.img_index = torch.full_like(res.labels, img_idx)
+        featmap_sizes = [o.shape[-2:] for o in outs[0]]
+        priors = head.prior_generator.grid_priors(
+            featmap_sizes, dtype=outs[0][0].dtype, device=outs[0][0].device)
+        return ForwardState(
+            results=results, activations=leaves,
+            strides=self.feature_strides(leaves, inputs),
+            extras=dict(outs=outs, priors=priors, norm_stats=norm_stats,
+                        head_inputs=feats))
+
+    # -- scalars ---------------------------------------------------------------
+    def _anchors_per_position(self, cls_map: Tensor) -> int:
+        return cls_map.shape[1] // self.head.cls_out_channels
+
+    def scalars_from_outputs(self, cls_vec: Tensor, box_vec: Tensor,
+                             factor: Tensor, priors: Tensor, labels: Tensor
+                             ) -> Tensor:
+        """Explained scalars from one candidate's head outputs.
+
+        Args:
+            cls_vec (Tensor): Class outputs of the candidate's anchor, (M, K).
+            box_vec (Tensor): Regression outputs, (M, encode_size).
+            factor (Tensor | None): Score-factor logits (M, ) (FCOS centerness).
+            priors (Tensor): The candidates' priors, (M, 2 or 4).
+            labels (Tensor): Detected class, (M, ).
+
+        Returns:
+            Tensor: (M, len(ATTRIBUTES)).
+        """
+        head = self.head
+        rows = torch.arange(len(labels), device=labels.device)
+        if self.score_target == 'logit':
+            score = cls_vec[rows, labels]
+        elif getattr(head, 'use_sigmoid_cls', True):
+            score = cls_vec[rows, labels].sigmoid()
+            if factor is not None:
+                score = score * factor.sigmoid()
+        else:
+            score = cls_vec.softmax(-1)[rows, labels]
+        boxes = head.bbox_coder.decode(priors, box_vec)
+        return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
+
+    def _candidate_geometry(self, state: ForwardState, img_idx: int):
+        res = state.results[img_idx]
+        outs = state.extras['outs']
+        levels, index = res.cand_level, res.cand_index
+        anchors = [self._anchors_per_position(m) for m in outs[0]]
+        widths = [m.shape[-1] for m in outs[0]]
+        num_anchors = levels.new_tensor(anchors)[levels]
+        pos = index // num_anchors
+        width = levels.new_tensor(widths)[levels]
+        return levels, index, index % num_anchors, pos // width, pos % width
+
+    def _gather(self, maps: Tensor, batch: Tensor, anchor: Tensor, row: Tensor,
+                col: Tensor, group: int) -> Tensor:
+        """maps (B, A*group, H, W) -> (M, group) at each candidate."""
+        b, ag, h, w = maps.shape
+        grouped = maps.reshape(b, ag // group, group, h, w)
+        return grouped[batch, anchor, :, row, col]
+
+    def candidate_scalars(self, state: ForwardState, img_idx: int) -> Tensor:
+        res = state.results[img_idx]
+        outs, priors = state.extras['outs'], state.extras['priors']
+        levels, index, anchor, row, col = self._candidate_geometry(
+            state, img_idx)
+        scalars = res.labels.new_zeros((len(res), len(ATTRIBUTES)),
+                                       dtype=outs[0][0].dtype)
+        for level in levels.unique().tolist():
+            sel = (levels == level).nonzero()[:, 0]
+            batch = torch.full_like(sel, img_idx)
+            scalars = scalars.index_put(
+                (sel, ), self._level_scalars(
+                    [o[level] for o in outs], batch, anchor[sel], row[sel],
+                    col[sel], priors[level][index[sel]], res.labels[sel]))
+        return scalars
+
+    def _level_scalars(self, level_outs: Sequence[Tensor], batch: Tensor,
+                       anchor: Tensor, row: Tensor, col: Tensor,
+                       priors: Tensor, labels: Tensor) -> Tensor:
+        head = self.head
+        cls_vec = self._gather(level_outs[0], batch, anchor, row, col,
+                               head.cls_out_channels)
+        box_vec = self._gather(level_outs[1], batch, anchor, row, col,
+                               head.bbox_coder.encode_size)
+        factor = None
+        if len(level_outs) > 2 and level_outs[2] is not None:
+            factor = self._gather(level_outs[2], batch, anchor, row, col, 1)[:, 0]
+        return self.scalars_from_outputs(cls_vec, box_vec, factor, priors,
+                                         labels)
+
+    # -- fast path: receptive-field patches -------------------------------------
+    def fast_gradients(self, state: ForwardState, img_idx: int,
+                       det_ids: Sequence[int], attr_ids: Sequence[int]):
+        """All (detection, attribute) gradients in one forward/backward.
+
+        A dense prediction at (level, i, j) only sees its level's feature map
+        within the head's receptive radius R. Each detection's (2R+1)^2 patch
+        is cut out, replicated once per attribute, and run through the head
+        with conv inputs masked outside the map (reproducing zero padding)
+        and GroupNorm statistics frozen at their full-map values; the sum of
+        each copy's own scalar then has per-copy gradients equal to the
+        per-detection gradients. Exact for heads without GroupNorm; with
+        GroupNorm it drops only the gradient through the normalisation
+        statistics (measured against the exact path in benchmarks/).
+        """
+        if self.feature != 'neck' or not can_use_patches(self.head):
+            return None
+        head = self.head
+        res = state.results[img_idx]
+        det_ids = torch.as_tensor(det_ids, dtype=torch.long,
+                                  device=res.labels.device)
+        levels, index, anchor, row, col = (
+            t[det_ids] for t in self._candidate_geometry(state, img_idx))
+        radius = receptive_radius(head)
+        num_attrs = len(ATTRIBUTES)
+        attr_t = torch.as_tensor(list(attr_ids), device=det_ids.device)
+        copies = len(attr_t)
+        priors_all = state.extras['priors']
+        leaves, selected_scalars, metas = [], [], []
+        for level in levels.unique().tolist():
+            sel = (levels == level).nonzero()[:, 0]
+            feat = state.activations[level].detach()
+            patches, masks = patch_windows(
+                feat, torch.full_like(sel, img_idx), row[sel], col[sel], radius)
+            patches = patches.repeat(copies, 1, 1, 1).requires_grad_()
+            masks = masks.repeat(copies, 1, 1, 1)
+            norm_batch = torch.full((len(patches), ), img_idx,
+                                    device=patches.device, dtype=torch.long)
+            with frozen_norms(head, state.extras['norm_stats'], level,
+                              norm_batch, masks):
+                level_outs = forward_level(head, patches, level)
+            level_outs = level_outs[:self.num_outputs]
+            centre = torch.full((len(patches), ), radius,
+                                device=patches.device, dtype=torch.long)
+            reps = sel.repeat(copies)
+            scalars = self._level_scalars(
+                level_outs, torch.arange(len(patches), device=patches.device),
+                anchor[reps], centre, centre,
+                priors_all[level][index[reps]], res.labels[det_ids[reps]])
+            own_attr = attr_t.repeat_interleave(len(sel))
+            selected_scalars.append(
+                scalars[torch.arange(len(patches)), own_attr].sum())
+            leaves.append(patches)
+            metas.append((level, sel, own_attr))
+        grads = torch.autograd.grad(sum(selected_scalars), leaves)
+        out = []
+        for (level, sel, own_attr), grad in zip(metas, grads):
+            reps = sel.repeat(copies)
+            offsets = torch.stack([row[reps], col[reps]], dim=1) - radius
+            out.append(LevelGradients(
+                level=level, grads=grad, offsets=offsets,
+                pair_index=det_ids[reps] * num_attrs + own_attr))
+        return out

@@ -1,0 +1,252 @@
+"""Pure tensor functions of ODAM (Eq. 1-2 of the paper) and its Grad-CAM limit.
+
+Shapes follow MMDetection's docstring convention: N explained scalars, C channels,
+(H, W) spatial size of a feature map.
+"""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GRAD_MODES = ('pos_relu', 'neg_relu', 'pos', 'abs')
+# Kernel radius in units of sigma; 3 sigma keeps > 99.7% of the Gaussian mass.
+TRUNCATE = 3.0
+
+
+def gaussian_kernels_1d(sigmas: Tensor, radius: int) -> Tensor:
+    """Normalised 1-D Gaussian kernels, one per sigma, sharing one radius.
+
+    Args:
+        sigmas (Tensor): Standard deviations, shape (N, ), in feature cells.
+        radius (int): Half width; each kernel has ``2 * radius + 1`` taps.
+
+    Returns:
+        Tensor: Kernels of shape (N, 2 * radius + 1), each summing to 1.
+    """
+    taps = torch.arange(-radius, radius + 1, device=sigmas.device,
+                        dtype=sigmas.dtype)
+    kernels = torch.exp(-0.5 * (taps[None] / sigmas[:, None]).pow(2))
+    return kernels / kernels.sum(dim=1, keepdim=True)
+
+
+def kernel_radius(sigmas: Union[Tensor, float]) -> int:
+    """Radius (in cells) of the truncated Gaussian for the largest sigma."""
+    max_sigma = float(sigmas.max()) if isinstance(sigmas, Tensor) else sigmas
+    return max(int(math.ceil(TRUNCATE * max_sigma)), 0)
+
+
+def gaussian_smooth(grads: Tensor, sigmas: Tensor) -> Tensor:
+    """Separable Gaussian smoothing with one sigma per sample (the paper's Phi).
+
+    The gradient outside the map is zero, so zero padding is exact here.
+
+    Args:
+        grads (Tensor): Gradient maps, shape (N, C, H, W).
+        sigmas (Tensor): Per-sample sigma in cells, shape (N, ). Values <= 0
+            leave that sample unchanged.
+
+    Returns:
+        Tensor: Smoothed maps, shape (N, C, H, W).
+    """
+    num, channels, height, width = grads.shape
+    if num == 0:
+        return grads
+    sigmas = sigmas.to(grads)
+    identity = sigmas <= 0
+    radius = kernel_radius(sigmas.clamp(min=1e-6))
+    if radius == 0 or bool(identity.all()):
+        return grads
+    kernels = gaussian_kernels_1d(sigmas.clamp(min=1e-6), radius)
+    delta = torch.zeros_like(kernels)
+    delta[:, radius] = 1
+    kernels = torch.where(identity[:, None], delta, kernels)
+    # One grouped conv: every (sample, channel) pair is its own group.
+    kernels = kernels.repeat_interleave(channels, dim=0)  # (N*C, k)
+    x = grads.reshape(1, num * channels, height, width)
+    x = F.conv2d(x, kernels[:, None, :, None], padding=(radius, 0),
+                 groups=num * channels)
+    x = F.conv2d(x, kernels[:, None, None, :], padding=(0, radius),
+                 groups=num * channels)
+    return x.reshape(num, channels, height, width)
+
+
+def global_average(grads: Tensor) -> Tensor:
+    """Grad-CAM's channel weights broadcast back to the map.
+
+    Args:
+        grads (Tensor): Gradient maps, shape (N, C, H, W).
+
+    Returns:
+        Tensor: Spatially constant maps of the per-channel mean, (N, C, H, W).
+    """
+    return grads.mean(dim=(2, 3), keepdim=True).expand_as(grads)
+
+
+def smooth_gradients(grads: Tensor, smooth: Union[str, float],
+                     sigmas: Optional[Tensor] = None) -> Tensor:
+    """Apply the weighting function Phi to gradient maps.
+
+    Args:
+        grads (Tensor): Gradient maps, shape (N, C, H, W).
+        smooth (str | float): ``'none'`` (identity), ``'global'`` (global
+            average: ODAM reduces to Grad-CAM), ``'adaptive'`` (Gaussian with
+            the per-sample ``sigmas``) or a fixed sigma in cells.
+        sigmas (Tensor, optional): Per-sample sigmas (N, ) for ``'adaptive'``.
+
+    Returns:
+        Tensor: Weight maps w_k, shape (N, C, H, W).
+    """
+    if smooth == 'none':
+        return grads
+    if smooth == 'global':
+        return global_average(grads)
+    if smooth == 'adaptive':
+        if sigmas is None:
+            raise ValueError("smooth='adaptive' needs per-sample sigmas")
+        return gaussian_smooth(grads, sigmas)
+    if isinstance(smooth, (int, float)) and not isinstance(smooth, bool):
+        return gaussian_smooth(grads, grads.new_full((grads.shape[0], ),
+                                                     float(smooth)))
+    raise ValueError(f"unknown smooth option {smooth!r}: use 'adaptive', "
+                     "'none', 'global' or a sigma in feature cells")
+
+
+def weighted_activation_map(weights: Tensor, activations: Tensor,
+                            grad_mode: str = 'pos_relu') -> Tensor:
+    """H = f(sum_k w_k * A_k) with the sign convention of App. A.5.6.
+
+    Args:
+        weights (Tensor): Smoothed gradients Phi(dY/dA), shape (N, C, H, W).
+        activations (Tensor): Feature maps A, shape (N, C, H, W) or (C, H, W).
+        grad_mode (str): ``'pos_relu'`` ReLU(sum w A) (features that increase
+            Y, e.g. expand a box; default); ``'neg_relu'`` ReLU(-sum w A)
+            (features that decrease Y); ``'pos'`` the signed sum; ``'abs'``
+            its magnitude.
+
+    Returns:
+        Tensor: Heat maps, shape (N, H, W).
+    """
+    if grad_mode not in GRAD_MODES:
+        raise ValueError(f'unknown grad_mode {grad_mode!r}; choose from '
+                         f'{GRAD_MODES}')
+    signed = (weights * activations).sum(dim=1)
+    if grad_mode == 'pos_relu':
+        return signed.clamp(min=0)
+    if grad_mode == 'neg_relu':
+        return (-signed).clamp(min=0)
+    if grad_mode == 'abs':
+        return signed.abs()
+    return signed
+
+
+def odam_map(grads: Tensor, activations: Tensor, smooth: Union[str, float] =
+             'adaptive', sigmas: Optional[Tensor] = None,
+             grad_mode: str = 'pos_relu') -> Tensor:
+    """ODAM heat maps (Eq. 2): H = ReLU(sum_k Phi(dY/dA_k) * A_k).
+
+    Args:
+        grads (Tensor): dY/dA for each explained scalar, shape (N, C, H, W).
+        activations (Tensor): A, shape (N, C, H, W) or (C, H, W).
+        smooth (str | float): See :func:`smooth_gradients`.
+        sigmas (Tensor, optional): Per-sample sigmas (N, ) for 'adaptive'.
+        grad_mode (str): See :func:`weighted_activation_map`.
+
+    Returns:
+        Tensor: Heat maps on the feature grid, shape (N, H, W).
+    """
+    weights = smooth_gradients(grads, smooth, sigmas)
+    return weighted_activation_map(weights, activations, grad_mode)
+
+
+def adaptive_sigmas(box_sizes: Tensor, strides: Tensor,
+                    sigma_scale: float = 0.2, min_sigma: float = 0.5) -> Tensor:
+    """Gaussian sigma sized to each object on its feature map.
+
+    sigma = max(min_sigma, sigma_scale * sqrt(w * h) / stride), i.e. a fixed
+    fraction of the object's geometric-mean side measured in feature cells.
+
+    Args:
+        box_sizes (Tensor): Box widths and heights in input pixels, (N, 2).
+        strides (Tensor): Stride of the feature map of each sample, (N, ).
+        sigma_scale (float): Fraction of the object size.
+        min_sigma (float): Lower bound in cells (degenerate boxes).
+
+    Returns:
+        Tensor: Sigmas in feature cells, shape (N, ).
+    """
+    side = box_sizes.clamp(min=0).prod(dim=1).sqrt()
+    return (sigma_scale * side / strides.to(side)).clamp(min=min_sigma)
+
+
+def normalize_maps(maps: Tensor, eps: float = 1e-12) -> Tensor:
+    """Scale each map by its largest magnitude.
+
+    Non-negative maps land in [0, 1]; signed maps (``grad_mode='pos'``) in
+    [-1, 1]. An all-zero map stays all zero (documented empty explanation).
+
+    Args:
+        maps (Tensor): Maps of shape (..., H, W).
+
+    Returns:
+        Tensor: Normalised maps, same shape.
+    """
+    peak = maps.abs().flatten(-2).amax(dim=-1)[..., None, None]
+    return torch.where(peak > eps, maps / peak.clamp(min=eps),
+                       torch.zeros_like(maps))
+
+
+def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
+                     ori_shape: Optional[Sequence[int]] = None) -> Tensor:
+    """Resample feature-grid maps to the input image and then the original one.
+
+    Cell (i, j) of a stride-s map covers input pixels [i*s, (i+1)*s). The padded
+    part of the batch (beyond ``img_shape``) is cropped before resizing, a
+    common pitfall.
+
+    Args:
+        maps (Tensor): Maps on the feature grid, shape (N, H, W).
+        stride (int): Feature stride in input pixels.
+        img_shape (tuple): (h, w) of the resized, unpadded network input.
+        ori_shape (tuple, optional): (h, w) of the original image. Defaults to
+            ``img_shape``.
+
+    Returns:
+        Tensor: Maps in the original image's pixel grid, (N, h_ori, w_ori).
+    """
+    img_h, img_w = int(img_shape[0]), int(img_shape[1])
+    cells_h = min(math.ceil(img_h / stride), maps.shape[-2])
+    cells_w = min(math.ceil(img_w / stride), maps.shape[-1])
+    x = maps[:, None, :cells_h, :cells_w]
+    x = F.interpolate(x, size=(cells_h * stride, cells_w * stride),
+                      mode='bilinear', align_corners=False)[..., :img_h, :img_w]
+    if ori_shape is not None and tuple(ori_shape[:2]) != (img_h, img_w):
+        x = F.interpolate(x, size=(int(ori_shape[0]), int(ori_shape[1])),
+                          mode='bilinear', align_corners=False)
+    return x[:, 0]
+
+
+def paste_in_boxes(maps: Tensor, boxes: Tensor,
+                   out_shape: Tuple[int, int]) -> Tensor:
+    """Paste small maps (e.g. 7x7 RoI-feature maps) into their boxes.
+
+    Args:
+        maps (Tensor): Maps on the RoI grid, shape (N, h, w).
+        boxes (Tensor): Boxes (x1, y1, x2, y2) in output pixels, shape (N, 4).
+        out_shape (tuple): (H, W) of the output canvas.
+
+    Returns:
+        Tensor: Canvas maps, shape (N, H, W), zero outside each box.
+    """
+    height, width = out_shape
+    out = maps.new_zeros((maps.shape[0], height, width))
+    for n, (x1, y1, x2, y2) in enumerate(boxes.round().long().tolist()):
+        x1, y1 = max(x1, 0), max(y1, 0)
+        x2, y2 = min(x2, width), min(y2, height)
+        if x2 <= x1 or y2 <= y1:
+            continue
+        out[n, y1:y2, x1:x2] = F.interpolate(
+            maps[n][None, None], size=(y2 - y1, x2 - x1), mode='bilinear',
+            align_corners=False)[0, 0]
+    return out

@@ -1,0 +1,269 @@
+"""The ODAM explainer (Sec. 3.1, Eq. 1-2)."""
+from typing import List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmdet.structures import DetDataSample
+from torch import Tensor
+
+from ..registry import EXPLAINERS
+from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
+from .heatmap import (GRAD_MODES, adaptive_sigmas, feature_to_image,
+                      kernel_radius, normalize_maps, odam_map, paste_in_boxes)
+
+TARGETS = ATTRIBUTES + ('combined', )
+
+
+def crop_windows(feat: Tensor, image_index: int, offsets: Tensor,
+                 size: Sequence[int]) -> Tensor:
+    """Windows of one image's feature map, zero outside it.
+
+    Args:
+        feat (Tensor): (B, C, H, W).
+        image_index (int): Image to cut from.
+        offsets (Tensor): (y0, x0) per window, (M, 2); may lie outside the map.
+        size (tuple): (h, w) of every window.
+
+    Returns:
+        Tensor: (M, C, h, w).
+    """
+    h, w = size
+    pad = int(max(h, w))
+    padded = F.pad(feat[image_index], (pad, pad, pad, pad))
+    rows = offsets[:, 0:1] + pad + torch.arange(h, device=feat.device)[None]
+    cols = offsets[:, 1:2] + pad + torch.arange(w, device=feat.device)[None]
+    return padded[:, rows[:, :, None], cols[:, None, :]].permute(1, 0, 2, 3)
+
+
+def paste_windows(maps: Tensor, offsets: Tensor,
+                  canvas_size: Sequence[int]) -> Tensor:
+    """Paste window maps (M, h, w) at offsets onto (M, H, W) zero canvases."""
+    h, w = maps.shape[-2:]
+    big_h, big_w = canvas_size
+    pad = int(max(h, w))
+    canvas = maps.new_zeros((maps.shape[0], big_h + 2 * pad, big_w + 2 * pad))
+    rows = offsets[:, 0:1] + pad + torch.arange(h, device=maps.device)[None]
+    cols = offsets[:, 1:2] + pad + torch.arange(w, device=maps.device)[None]
+    index = torch.arange(maps.shape[0], device=maps.device)[:, None, None]
+    canvas[index, rows[:, :, None], cols[:, None, :]] = maps
+    return canvas[:, pad:pad + big_h, pad:pad + big_w]
+
+
+@EXPLAINERS.register_module()
+class ODAM:
+    """Object Detector Activation Maps.
+
+    For each final detection and attribute Y (class score, box extents), the
+    heat map is ``f(sum_k Phi(dY/dA_k) * A_k)`` on the chosen feature map A,
+    resampled to the original image and scaled to [0, 1] per map.
+
+    Args:
+        feature (str): Explained feature map: ``'neck'`` (FPN outputs; default),
+            ``'backbone'`` (all backbone stages, combined by ``level_fusion``),
+            ``'roi'`` (RoI features, two-stage detectors).
+        grad_mode (str): ``'pos_relu'`` (default), ``'neg_relu'``, ``'pos'``,
+            ``'abs'`` (App. A.5.6; see ``heatmap.weighted_activation_map``).
+        smooth (str | float): Phi: ``'adaptive'`` Gaussian sized to the object
+            (default), a fixed sigma in feature cells, ``'none'``, or
+            ``'global'`` (global average pooling: Grad-CAM's weights).
+        sigma_scale (float): For ``'adaptive'``, sigma = sigma_scale *
+            sqrt(box w * h) / stride, at least ``min_sigma`` cells.
+        min_sigma (float): Lower bound of the adaptive sigma.
+        level_fusion (str): ``'sum'`` or ``'max'`` of per-level image maps
+            when gradients reach several levels (backbone features). Dense and
+            R-CNN predictions on neck features only reach their own level.
+        method (str): ``'auto'`` (batched receptive-field path where the family
+            has one, else exact), ``'fast'`` (the same, error if unavailable)
+            or ``'exact'`` (one autograd call per detection and attribute).
+        score_target (str): ``'score'`` (the detector's final confidence) or
+            ``'logit'`` (raw class logit).
+        chunk_size (int): Detections per chunk, bounding memory.
+    """
+
+    def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
+                 smooth: Union[str, float] = 'adaptive',
+                 sigma_scale: float = 0.2, min_sigma: float = 0.5,
+                 level_fusion: str = 'sum', method: str = 'auto',
+                 score_target: str = 'score', chunk_size: int = 64) -> None:
+        if grad_mode not in GRAD_MODES:
+            raise ValueError(f'grad_mode must be one of {GRAD_MODES}, got '
+                             f'{grad_mode!r}')
+        if not (smooth in ('adaptive', 'none', 'global') or
+                (isinstance(smooth, (int, float)) and smooth >= 0)):
+            raise ValueError(f"smooth must be 'adaptive', 'none', 'global' or "
+                             f'a sigma >= 0, got {smooth!r}')
+        if level_fusion not in ('sum', 'max'):
+            raise ValueError(f"level_fusion must be 'sum' or 'max', got "
+                             f'{level_fusion!r}')
+        if method not in ('auto', 'fast', 'exact'):
+            raise ValueError(f"method must be 'auto', 'fast' or 'exact', got "
+                             f'{method!r}')
+        self.feature = feature
+        self.grad_mode = grad_mode
+        self.smooth = smooth
+        self.sigma_scale = sigma_scale
+        self.min_sigma = min_sigma
+        self.level_fusion = level_fusion
+        self.method = method
+        self.score_target = score_target
+        self.chunk_size = max(1, int(chunk_size))
+
+    # ---------------------------------------------------------------------
+    def explain_batch(self, model, inputs: Tensor,
+                      data_samples: List[DetDataSample],
+                      targets: Sequence[str] = TARGETS,
+                      score_thr: float = 0.3) -> List[DetDataSample]:
+        """Explain every detection of a preprocessed batch.
+
+        Args:
+            model: MMDetection detector (eval mode).
+            inputs (Tensor): Preprocessed images (B, 3, H, W).
+            data_samples (list[DetDataSample]): With image metainfo.
+            targets (Sequence[str]): Subset of ``TARGETS`` in output order.
+            score_thr (float): Detections scoring below it are dropped.
+
+        Returns:
+            list[DetDataSample]: ``pred_instances`` with ``bboxes``, ``scores``,
+            ``labels`` and ``heatmaps`` (N, T, H_ori, W_ori) in [0, 1];
+            ``metainfo['targets']`` names the T maps.
+        """
+        targets = tuple(targets)
+        unknown = [t for t in targets if t not in TARGETS]
+        if unknown or not targets:
+            raise ValueError(f'unknown targets {unknown}; choose from '
+                             f'{TARGETS}')
+        attr_ids = sorted({ATTRIBUTES.index(t) for t in targets
+                           if t != 'combined'} |
+                          (set(range(len(ATTRIBUTES)))
+                           if 'combined' in targets else set()))
+        adapter = build_adapter(model, self.feature, self.score_target)
+        metas = [ds.metainfo for ds in data_samples]
+        with torch.enable_grad():
+            state = adapter.forward(inputs, data_samples)
+            outputs = []
+            for img_idx, sample in enumerate(data_samples):
+                res = state.results[img_idx]
+                keep = res.scores >= score_thr
+                maps = self._image_maps(adapter, state, img_idx,
+                                        keep.nonzero()[:, 0], attr_ids,
+                                        metas[img_idx])
+                outputs.append(self._pack(sample, res[keep], maps, targets,
+                                          attr_ids))
+        return outputs
+
+    # ---------------------------------------------------------------------
+    def _gradients(self, adapter, state: ForwardState, img_idx: int,
+                   det_ids: List[int], attr_ids: List[int]
+                   ) -> List[LevelGradients]:
+        if self.method != 'exact':
+            fast = adapter.fast_gradients(state, img_idx, det_ids, attr_ids)
+            if fast is not None:
+                return fast
+            if self.method == 'fast':
+                raise ValueError(
+                    f"method='fast' is not available for "
+                    f'{type(adapter.model).__name__} with feature '
+                    f"{self.feature!r}; use method='exact' or 'auto'")
+        return adapter.exact_gradients(state, img_idx, det_ids, attr_ids)
+
+    def _image_maps(self, adapter, state: ForwardState, img_idx: int,
+                    det_ids: Tensor, attr_ids: List[int], meta: dict
+                    ) -> Tensor:
+        """Raw (unnormalised) maps (N, A, H_ori, W_ori), A = len(ATTRIBUTES)."""
+        res = state.results[img_idx]
+        ori_h, ori_w = meta['ori_shape'][:2]
+        num_attrs = len(ATTRIBUTES)
+        out = res.bboxes.new_zeros((len(det_ids), num_attrs, ori_h, ori_w))
+        scale = res.bboxes.new_tensor(meta.get('scale_factor', (1., 1.)))
+        input_sizes = (res.bboxes[:, 2:] - res.bboxes[:, :2]).clamp(min=0) * \
+            scale
+        position = {int(d): i for i, d in enumerate(det_ids.tolist())}
+        for start in range(0, len(det_ids), self.chunk_size):
+            chunk = det_ids[start:start + self.chunk_size].tolist()
+            for piece in self._gradients(adapter, state, img_idx, chunk,
+                                         attr_ids):
+                dets = piece.pair_index // num_attrs
+                attrs = piece.pair_index % num_attrs
+                level_maps = self._level_maps(
+                    piece, state, img_idx, input_sizes[dets], meta)
+                rows = torch.tensor([position[int(d)] for d in dets],
+                                    device=out.device, dtype=torch.long)
+                flat = out.view(-1, ori_h, ori_w)
+                index = rows * num_attrs + attrs
+                if self.level_fusion == 'max':
+                    flat[index] = torch.maximum(flat[index], level_maps)
+                else:
+                    flat.index_add_(0, index, level_maps)
+        return out
+
+    def _level_maps(self, piece: LevelGradients, state: ForwardState,
+                    img_idx: int, box_sizes: Tensor, meta: dict) -> Tensor:
+        """Maps of one gradient piece in the original image grid, (M, H, W)."""
+        img_shape, ori_shape = meta['img_shape'], meta['ori_shape']
+        if piece.roi_boxes is not None:  # RoI grid: stride of one RoI cell
+            cells = piece.grads.shape[-1]
+            strides = ((piece.roi_boxes[:, 2:] - piece.roi_boxes[:, :2])
+                       .clamp(min=1).mean(dim=1) / cells)
+            sigmas = self._sigmas(box_sizes, strides)
+            maps = odam_map(piece.grads, piece.activations, self.smooth,
+                            sigmas, self.grad_mode)
+            canvas = paste_in_boxes(maps, piece.roi_boxes, img_shape[:2])
+            return feature_to_image(canvas, 1, img_shape, ori_shape)
+        stride = state.strides[piece.level]
+        sigmas = self._sigmas(box_sizes, box_sizes.new_full(
+            (len(box_sizes), ), float(stride)))
+        margin = kernel_radius(sigmas) if self.smooth not in (
+            'none', 'global') else 0
+        feat = state.activations[piece.level].detach()
+        full = piece.grads.shape[-2:] == feat.shape[-2:] and \
+            not bool(piece.offsets.any())
+        if full or self.smooth == 'global':
+            grads = piece.grads if full else paste_windows_nchw(
+                piece.grads, piece.offsets, feat.shape[-2:])
+            maps = odam_map(grads, feat[img_idx], self.smooth, sigmas,
+                            self.grad_mode)
+        else:
+            grads = F.pad(piece.grads, (margin, ) * 4)
+            offsets = piece.offsets - margin
+            acts = crop_windows(feat, img_idx, offsets, grads.shape[-2:])
+            maps = odam_map(grads, acts, self.smooth, sigmas, self.grad_mode)
+            maps = paste_windows(maps, offsets, feat.shape[-2:])
+        return feature_to_image(maps, stride, img_shape, ori_shape)
+
+    def _sigmas(self, box_sizes: Tensor, strides: Tensor) -> Optional[Tensor]:
+        if self.smooth != 'adaptive':
+            return None if not isinstance(self.smooth, (int, float)) else \
+                box_sizes.new_full((len(box_sizes), ), float(self.smooth))
+        return adaptive_sigmas(box_sizes, strides, self.sigma_scale,
+                               self.min_sigma)
+
+    @staticmethod
+    def _pack(sample: DetDataSample, results, raw_maps: Tensor,
+              targets: Sequence[str], attr_ids: List[int]) -> DetDataSample:
+        normalised = normalize_maps(raw_maps)
+        channels = []
+        for target in targets:
+            if target == 'combined':
+                channels.append(normalised.amax(dim=1) if len(raw_maps) else
+                                normalised[:, 0])
+            else:
+                channels.append(normalised[:, ATTRIBUTES.index(target)])
+        out = DetDataSample(metainfo=sample.metainfo)
+        out.set_metainfo(dict(targets=tuple(targets)))
+        pred = results.new()
+        pred.bboxes = results.bboxes
+        pred.scores = results.scores
+        pred.labels = results.labels
+        pred.heatmaps = torch.stack(channels, dim=1) if channels else \
+            raw_maps[:, :0]
+        out.pred_instances = pred
+        return out
+
+
+def paste_windows_nchw(grads: Tensor, offsets: Tensor,
+                       size: Sequence[int]) -> Tensor:
+    """Paste (M, C, h, w) gradient windows onto (M, C, H, W) zero maps."""
+    m, c, h, w = grads.shape
+    flat = paste_windows(grads.reshape(m * c, h, w),
+                         offsets.repeat_interleave(c, dim=0), size)
+    return flat.reshape(m, c, *size)
