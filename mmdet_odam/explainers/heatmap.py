@@ -180,21 +180,30 @@ def adaptive_sigmas(box_sizes: Tensor, strides: Tensor,
     return (sigma_scale * side / strides.to(side)).clamp(min=min_sigma)
 
 
-def normalize_maps(maps: Tensor, eps: float = 1e-12) -> Tensor:
-    """Scale each map by its largest magnitude.
+def normalize_maps(maps: Tensor, eps: float = 1e-12, inplace: bool = False,
+                   signed: bool = False) -> Tensor:
+    """Scale each map by its largest value (magnitude for signed maps).
 
     Non-negative maps land in [0, 1]; signed maps (``grad_mode='pos'``) in
     [-1, 1]. An all-zero map stays all zero (documented empty explanation).
 
     Args:
         maps (Tensor): Maps of shape (..., H, W).
+        eps (float): Peaks below it count as zero.
+        inplace (bool): Divide ``maps`` itself (saves a copy of big tensors).
+        signed (bool): Maps may be negative; use the peak magnitude.
 
     Returns:
         Tensor: Normalised maps, same shape.
     """
-    peak = maps.abs().flatten(-2).amax(dim=-1)[..., None, None]
-    return torch.where(peak > eps, maps / peak.clamp(min=eps),
-                       torch.zeros_like(maps))
+    flat = maps.flatten(-2)
+    peak = (flat.abs() if signed else flat).amax(dim=-1)
+    if maps.numel() and not signed and bool((peak < 0).any()):
+        raise ValueError('normalize_maps expects non-negative maps unless '
+                         'signed=True')
+    # zero maps: 0 / (eps) stays 0, so no branch is needed
+    divisor = peak.clamp(min=eps)[..., None, None]
+    return maps.div_(divisor) if inplace else maps / divisor
 
 
 def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],

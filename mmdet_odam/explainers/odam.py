@@ -132,10 +132,13 @@ class ODAM:
         if unknown or not targets:
             raise ValueError(f'unknown targets {unknown}; choose from '
                              f'{TARGETS}')
-        attr_ids = sorted({ATTRIBUTES.index(t) for t in targets
-                           if t != 'combined'} |
-                          (set(range(len(ATTRIBUTES)))
-                           if 'combined' in targets else set()))
+        # one output slot per requested target; attributes that only feed
+        # 'combined' get hidden slots after them
+        slots = [ATTRIBUTES.index(t) if t != 'combined' else -1
+                 for t in targets]
+        if 'combined' in targets:
+            slots += [a for a in range(len(ATTRIBUTES)) if a not in slots]
+        attr_ids = sorted(a for a in slots if a >= 0)
         adapter = build_adapter(model, self.feature, self.score_target)
         metas = [ds.metainfo for ds in data_samples]
         with torch.enable_grad():
@@ -143,12 +146,11 @@ class ODAM:
             outputs = []
             for img_idx, sample in enumerate(data_samples):
                 res = state.results[img_idx]
-                keep = res.scores >= score_thr
-                maps = self._image_maps(adapter, state, img_idx,
-                                        keep.nonzero()[:, 0], attr_ids,
+                keep = (res.scores >= score_thr).nonzero()[:, 0]
+                maps = self._image_maps(adapter, state, img_idx, keep, slots,
                                         metas[img_idx])
                 outputs.append(self._pack(sample, res[keep], maps, targets,
-                                          attr_ids))
+                                          slots))
         return outputs
 
     # ---------------------------------------------------------------------
@@ -167,33 +169,46 @@ class ODAM:
         return adapter.exact_gradients(state, img_idx, det_ids, attr_ids)
 
     def _image_maps(self, adapter, state: ForwardState, img_idx: int,
-                    det_ids: Tensor, attr_ids: List[int], meta: dict
-                    ) -> Tensor:
-        """Raw (unnormalised) maps (N, A, H_ori, W_ori), A = len(ATTRIBUTES)."""
+                    det_ids: Tensor, slots: List[int], meta: dict) -> Tensor:
+        """Raw (unnormalised) maps (N, len(slots), H_ori, W_ori); the slot of
+        'combined' (-1) is left empty."""
         res = state.results[img_idx]
         ori_h, ori_w = meta['ori_shape'][:2]
         num_attrs = len(ATTRIBUTES)
-        out = res.bboxes.new_zeros((len(det_ids), num_attrs, ori_h, ori_w))
+        out = res.bboxes.new_zeros((len(det_ids), len(slots), ori_h, ori_w))
+        flat = out.view(-1, ori_h, ori_w)
+        slot_of = torch.full((num_attrs, ), -1, dtype=torch.long,
+                             device=out.device)
+        for slot, attr in enumerate(slots):
+            if attr >= 0:
+                slot_of[attr] = slot
+        attr_ids = [a for a in slots if a >= 0]
         scale = res.bboxes.new_tensor(meta.get('scale_factor', (1., 1.)))
         input_sizes = (res.bboxes[:, 2:] - res.bboxes[:, :2]).clamp(min=0) * \
             scale
-        position = {int(d): i for i, d in enumerate(det_ids.tolist())}
+        row_of = torch.full((len(res), ), -1, dtype=torch.long,
+                            device=out.device)
+        row_of[det_ids] = torch.arange(len(det_ids), device=out.device)
+        seen = torch.zeros(len(flat), dtype=torch.bool, device=out.device)
         for start in range(0, len(det_ids), self.chunk_size):
             chunk = det_ids[start:start + self.chunk_size].tolist()
             for piece in self._gradients(adapter, state, img_idx, chunk,
                                          attr_ids):
                 dets = piece.pair_index // num_attrs
-                attrs = piece.pair_index % num_attrs
-                level_maps = self._level_maps(
-                    piece, state, img_idx, input_sizes[dets], meta)
-                rows = torch.tensor([position[int(d)] for d in dets],
-                                    device=out.device, dtype=torch.long)
-                flat = out.view(-1, ori_h, ori_w)
-                index = rows * num_attrs + attrs
-                if self.level_fusion == 'max':
-                    flat[index] = torch.maximum(flat[index], level_maps)
+                index = row_of[dets] * len(slots) + \
+                    slot_of[piece.pair_index % num_attrs]
+                maps = self._level_maps(piece, state, img_idx,
+                                        input_sizes[dets], meta)
+                first = ~seen[index]
+                if bool(first.all()):  # usual case: one level per map
+                    flat[index] = maps
+                elif self.level_fusion == 'max':
+                    flat[index] = torch.where(
+                        first[:, None, None], maps,
+                        torch.maximum(flat[index], maps))
                 else:
-                    flat.index_add_(0, index, level_maps)
+                    flat.index_add_(0, index, maps)
+                seen[index] = True
         return out
 
     def _level_maps(self, piece: LevelGradients, state: ForwardState,
@@ -237,25 +252,23 @@ class ODAM:
         return adaptive_sigmas(box_sizes, strides, self.sigma_scale,
                                self.min_sigma)
 
-    @staticmethod
-    def _pack(sample: DetDataSample, results, raw_maps: Tensor,
-              targets: Sequence[str], attr_ids: List[int]) -> DetDataSample:
-        normalised = normalize_maps(raw_maps)
-        channels = []
-        for target in targets:
-            if target == 'combined':
-                channels.append(normalised.amax(dim=1) if len(raw_maps) else
-                                normalised[:, 0])
-            else:
-                channels.append(normalised[:, ATTRIBUTES.index(target)])
+    def _pack(self, sample: DetDataSample, results, maps: Tensor,
+              targets: Sequence[str], slots: List[int]) -> DetDataSample:
+        """Normalise in place, fill 'combined', keep the requested slots."""
+        normalize_maps(maps, inplace=True, signed=self.grad_mode == 'pos')
+        if 'combined' in targets:
+            combined = targets.index('combined')
+            attr_slots = [i for i, a in enumerate(slots) if a >= 0]
+            maps[:, combined] = maps[:, attr_slots].amax(dim=1)
+        if len(slots) > len(targets):
+            maps = maps[:, :len(targets)].contiguous()
         out = DetDataSample(metainfo=sample.metainfo)
         out.set_metainfo(dict(targets=tuple(targets)))
         pred = results.new()
         pred.bboxes = results.bboxes
         pred.scores = results.scores
         pred.labels = results.labels
-        pred.heatmaps = torch.stack(channels, dim=1) if channels else \
-            raw_maps[:, :0]
+        pred.heatmaps = maps
         out.pred_instances = pred
         return out
 

@@ -215,33 +215,37 @@ class DenseHeadAdapter(DetectorAdapter):
         attr_t = torch.as_tensor(list(attr_ids), device=det_ids.device)
         copies = len(attr_t)
         priors_all = state.extras['priors']
-        leaves, selected_scalars, metas = [], [], []
+        leaves, outputs, cotangents, metas = [], [], [], []
         for level in levels.unique().tolist():
             sel = (levels == level).nonzero()[:, 0]
             feat = state.activations[level].detach()
             patches, masks = patch_windows(
                 feat, torch.full_like(sel, img_idx), row[sel], col[sel], radius)
-            patches = patches.repeat(copies, 1, 1, 1).requires_grad_()
-            masks = masks.repeat(copies, 1, 1, 1)
-            norm_batch = torch.full((len(patches), ), img_idx,
-                                    device=patches.device, dtype=torch.long)
+            patches.requires_grad_()
             with frozen_norms(head, state.extras['norm_stats'], level,
-                              norm_batch, masks):
+                              torch.full_like(sel, img_idx), masks):
                 level_outs = forward_level(head, patches, level)
-            level_outs = level_outs[:self.num_outputs]
-            centre = torch.full((len(patches), ), radius,
-                                device=patches.device, dtype=torch.long)
-            reps = sel.repeat(copies)
+            # valid convs shrink each output to its centre cone
+            level_outs = [o[..., (o.shape[-2] - 1) // 2, None,
+                            (o.shape[-1] - 1) // 2, None]
+                          for o in level_outs[:self.num_outputs]]
+            centre = torch.zeros_like(sel)
             scalars = self._level_scalars(
-                level_outs, torch.arange(len(patches), device=patches.device),
-                anchor[reps], centre, centre,
-                priors_all[level][index[reps]], res.labels[det_ids[reps]])
-            own_attr = attr_t.repeat_interleave(len(sel))
-            selected_scalars.append(
-                scalars[torch.arange(len(patches)), own_attr].sum())
+                level_outs, torch.arange(len(sel), device=sel.device),
+                anchor[sel], centre, centre, priors_all[level][index[sel]],
+                res.labels[det_ids[sel]])
+            # one cotangent per attribute: a batched backward (vmap) computes
+            # every attribute's gradient from the single forward
+            onehot = torch.zeros((copies, ) + tuple(scalars.shape),
+                                 dtype=scalars.dtype, device=scalars.device)
+            onehot[torch.arange(copies), :, attr_t] = 1
             leaves.append(patches)
-            metas.append((level, sel, own_attr))
-        grads = torch.autograd.grad(sum(selected_scalars), leaves)
+            outputs.append(scalars)
+            cotangents.append(onehot)
+            metas.append((level, sel, attr_t.repeat_interleave(len(sel))))
+        grads = torch.autograd.grad(outputs, leaves, cotangents,
+                                    is_grads_batched=True)
+        grads = [g.flatten(0, 1) for g in grads]
         out = []
         for (level, sel, own_attr), grad in zip(metas, grads):
             reps = sel.repeat(copies)

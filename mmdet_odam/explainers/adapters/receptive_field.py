@@ -112,10 +112,21 @@ def frozen_group_norm(x: Tensor, module: nn.GroupNorm, mean: Tensor,
     return out
 
 
+def _centre_crop(x: Tensor, size: Tuple[int, int]) -> Tensor:
+    top = (x.shape[-2] - size[0]) // 2
+    left = (x.shape[-1] - size[1]) // 2
+    return x[..., top:top + size[0], left:left + size[1]]
+
+
 @contextmanager
 def frozen_norms(head: nn.Module, stats: Dict[nn.Module, list], level: int,
                  batch_index: Tensor, masks: Tensor):
     """Make a patch forward of ``head`` match the full-map forward.
+
+    Inside the context every conv runs without padding ("valid"), so each layer
+    only computes the shrinking cone that reaches the centre output, and its
+    input is masked to zero where the full map would have had zero padding;
+    GroupNorm uses the recorded full-map statistics of ``level``.
 
     Args:
         head (nn.Module): The dense head.
@@ -124,7 +135,12 @@ def frozen_norms(head: nn.Module, stats: Dict[nn.Module, list], level: int,
         batch_index (Tensor): Image of each patch, (P, ).
         masks (Tensor): 1 inside the feature map, 0 outside, (P, 1, p, p).
     """
-    handles = []
+    handles, paddings = [], {}
+
+    def mask_input(_mod, args):
+        x = args[0]
+        return (x * _centre_crop(masks, x.shape[-2:]), ) + tuple(args[1:])
+
     for module in head.modules():
         if isinstance(module, nn.GroupNorm):
             mean, var = stats[module][level]
@@ -135,13 +151,16 @@ def frozen_norms(head: nn.Module, stats: Dict[nn.Module, list], level: int,
 
             handles.append(module.register_forward_hook(norm_hook))
         elif isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_pre_hook(
-                lambda _mod, args: (args[0] * masks, ) + tuple(args[1:])))
+            paddings[module] = module.padding
+            module.padding = (0, 0)
+            handles.append(module.register_forward_pre_hook(mask_input))
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+        for module, padding in paddings.items():
+            module.padding = padding
 
 
 def patch_windows(feat: Tensor, batch: Tensor, row: Tensor, col: Tensor,
