@@ -43,7 +43,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='min objects sampled per image')
     p.add_argument('--max-objects', type=int, default=10,
                    help='max objects sampled per image')
-    p.add_argument('--crowd-ratio', type=float, default=0.5,
+    p.add_argument('--crowd-ratio', type=float, default=0.2,
                    help='fraction of objects placed as crowd pairs')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--overwrite', action='store_true',

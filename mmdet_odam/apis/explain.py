@@ -5,6 +5,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 from mmcv.transforms import Compose
+from mmengine.registry import DefaultScope
 from mmdet.structures import DetDataSample
 from mmdet.utils import get_test_pipeline_cfg
 
@@ -19,7 +20,10 @@ def build_explainer(explainer: Union[dict, object, None]):
     if explainer is None:
         explainer = dict(type='ODAM')
     if isinstance(explainer, dict):
-        return EXPLAINERS.build(explainer)
+        # explainers live in our own registry tree, not under the 'mmdet'
+        # default scope that init_detector sets
+        with DefaultScope.overwrite_default_scope('mmdet_odam'):
+            return EXPLAINERS.build(explainer)
     return explainer
 
 

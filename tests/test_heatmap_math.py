@@ -1,0 +1,126 @@
+"""The pure heat-map functions against hand computations."""
+import math
+
+import pytest
+import torch
+
+from mmdet_odam.explainers.heatmap import (adaptive_sigmas, feature_to_image,
+                                           gaussian_smooth, normalize_maps,
+                                           odam_map, paste_in_boxes,
+                                           smooth_gradients,
+                                           weighted_activation_map)
+
+
+def test_gaussian_smooth_of_delta_is_the_sampled_gaussian():
+    grads = torch.zeros(1, 2, 21, 21)
+    grads[0, :, 10, 10] = 1.0
+    sigma = 1.5
+    out = gaussian_smooth(grads, torch.tensor([sigma]))
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-taps**2 / (2 * sigma**2))
+    g = g / g.sum()
+    expected = torch.zeros(21, 21)
+    expected[10 - radius:11 + radius, 10 - radius:11 + radius] = g[:, None] * g
+    assert torch.allclose(out[0, 0], expected, atol=1e-6)
+    assert torch.allclose(out[0, 1], expected, atol=1e-6)
+    assert out.sum().item() == pytest.approx(2.0, rel=1e-5)  # mass kept
+
+
+def test_gaussian_smooth_uses_each_samples_sigma():
+    grads = torch.zeros(3, 1, 15, 15)
+    grads[:, 0, 7, 7] = 1.0
+    out = gaussian_smooth(grads, torch.tensor([0.0, 0.8, 2.0]))
+    assert torch.equal(out[0], grads[0])  # sigma <= 0: identity
+    for n, sigma in ((1, 0.8), (2, 2.0)):
+        single = gaussian_smooth(grads[n:n + 1], torch.tensor([sigma]))
+        assert torch.allclose(out[n], single[0], atol=1e-6)
+    assert out[2, 0, 7, 7] < out[1, 0, 7, 7]  # wider kernel, lower peak
+
+
+def test_global_smoothing_reduces_odam_to_gradcam():
+    torch.manual_seed(0)
+    grads = torch.randn(2, 4, 5, 6)
+    acts = torch.rand(4, 5, 6)
+    maps = odam_map(grads, acts, smooth='global')
+    weights = grads.mean(dim=(2, 3))  # Grad-CAM channel weights
+    gradcam = torch.relu(torch.einsum('nc,chw->nhw', weights, acts))
+    assert torch.allclose(maps, gradcam, atol=1e-6)
+
+
+def test_no_smoothing_is_grad_times_activation():
+    torch.manual_seed(1)
+    grads = torch.randn(3, 4, 5, 5)
+    acts = torch.randn(3, 4, 5, 5)
+    maps = odam_map(grads, acts, smooth='none')
+    assert torch.allclose(maps, torch.relu((grads * acts).sum(1)))
+
+
+def test_grad_modes_follow_appendix_a56():
+    weights = torch.tensor([[[[1.0, -2.0]], [[0.5, 0.5]]]])  # (1, 2, 1, 2)
+    acts = torch.tensor([[[2.0, 1.0]], [[2.0, 2.0]]])  # (2, 1, 2)
+    signed = torch.tensor([[[3.0, -1.0]]])  # 1*2+.5*2, -2*1+.5*2
+    assert torch.equal(weighted_activation_map(weights, acts, 'pos'), signed)
+    assert torch.equal(weighted_activation_map(weights, acts, 'pos_relu'),
+                       torch.tensor([[[3.0, 0.0]]]))
+    assert torch.equal(weighted_activation_map(weights, acts, 'neg_relu'),
+                       torch.tensor([[[0.0, 1.0]]]))
+    assert torch.equal(weighted_activation_map(weights, acts, 'abs'),
+                       torch.tensor([[[3.0, 1.0]]]))
+    with pytest.raises(ValueError, match='grad_mode'):
+        weighted_activation_map(weights, acts, 'up')
+
+
+def test_smooth_options_are_validated():
+    grads = torch.ones(1, 1, 3, 3)
+    with pytest.raises(ValueError, match='sigmas'):
+        smooth_gradients(grads, 'adaptive')
+    with pytest.raises(ValueError, match='unknown smooth'):
+        smooth_gradients(grads, 'box')
+    fixed = smooth_gradients(grads, 1.0)
+    assert fixed.shape == grads.shape
+
+
+def test_adaptive_sigma_is_a_fraction_of_the_object_in_cells():
+    sizes = torch.tensor([[40.0, 90.0], [0.0, 10.0]])
+    strides = torch.tensor([8.0, 8.0])
+    sigmas = adaptive_sigmas(sizes, strides, sigma_scale=0.2, min_sigma=0.5)
+    assert sigmas[0].item() == pytest.approx(0.2 * 60.0 / 8.0)
+    assert sigmas[1].item() == 0.5  # degenerate box: the floor
+
+
+def test_normalize_maps_scales_to_unit_peak_and_keeps_zero_maps():
+    maps = torch.zeros(2, 3, 3)
+    maps[0, 1, 2] = 4.0
+    maps[0, 0, 0] = 1.0
+    out = normalize_maps(maps)
+    assert out[0].max() == 1.0 and out[0, 0, 0] == 0.25
+    assert torch.equal(out[1], torch.zeros(3, 3))
+    signed = normalize_maps(torch.tensor([[[-2.0, 1.0]]]), signed=True)
+    assert torch.equal(signed, torch.tensor([[[-1.0, 0.5]]]))
+    with pytest.raises(ValueError, match='non-negative'):
+        normalize_maps(torch.tensor([[[-2.0, -1.0]]]))
+
+
+def test_feature_to_image_crops_padding_and_places_cells():
+    stride = 8
+    grid = torch.zeros(1, 5, 5)  # padded batch: 40 px, image only 30x20 px
+    grid[0, 1, 2] = 1.0  # covers input pixels y 8..15, x 16..23
+    out = feature_to_image(grid, stride, img_shape=(30, 20))
+    assert out.shape == (1, 30, 20)
+    peak = (out[0] == out[0].max()).nonzero()
+    assert peak[:, 0].min() >= 8 and peak[:, 0].max() <= 15
+    assert peak[:, 1].min() >= 16 and peak[:, 1].max() <= 19
+    # the original image was twice as large: maps follow the rescale
+    big = feature_to_image(grid, stride, img_shape=(30, 20),
+                           ori_shape=(60, 40))
+    assert big.shape == (1, 60, 40)
+
+
+def test_paste_in_boxes_stays_inside_the_box():
+    maps = torch.ones(2, 7, 7)
+    boxes = torch.tensor([[2.0, 3.0, 9.0, 8.0], [-5.0, -5.0, -1.0, -1.0]])
+    out = paste_in_boxes(maps, boxes, (12, 12))
+    assert torch.equal(out[0].nonzero()[:, 0].unique(), torch.arange(3, 8))
+    assert torch.equal(out[0].nonzero()[:, 1].unique(), torch.arange(2, 9))
+    assert out[1].abs().sum() == 0  # box outside the canvas: empty map

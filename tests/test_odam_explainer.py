@@ -1,0 +1,296 @@
+"""ODAM on the four detector families, checked against plain autograd.
+
+The reference maps here never use the explainer's candidate tracking: each
+detection's source candidate is found by exhaustive search over all raw head
+outputs for the one whose score and decoded box equal the detection's, and its
+gradient is taken with a separate ``torch.autograd.grad`` call.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmdet.apis import init_detector
+from mmdet.structures.bbox import bbox2roi, bbox_cxcywh_to_xyxy, scale_boxes
+from mmengine.config import Config
+
+import mmdet_odam  # noqa: F401
+from mmdet_odam.apis import explain
+from mmdet_odam.apis.explain import build_test_pipeline
+from mmdet_odam.explainers import ODAM, build_adapter
+
+CONFIGS = {
+    'fcos': 'configs/fcos/fcos_tiny_synthetic-crowd.py',
+    'retinanet': 'configs/retinanet/retinanet_tiny_synthetic-crowd.py',
+    'faster_rcnn': 'configs/faster_rcnn/faster-rcnn_tiny_synthetic-crowd.py',
+    'detr': 'configs/detr/detr_tiny_synthetic-crowd.py',
+}
+
+
+def build_model(family: str, seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = Config.fromfile(CONFIGS[family])
+    # few detections keep the exact (one autograd call each) path quick
+    test_cfg = cfg.model.test_cfg
+    (test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg).max_per_img = 12
+    model = init_detector(cfg, None, device='cpu')
+    model.dataset_meta = dict(classes=('person', ))
+    return model.eval()
+
+
+@pytest.fixture(scope='module')
+def image():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    img[30:80, 40:70] = (200, 40, 40)  # some structure for the detectors
+    return img
+
+
+@pytest.fixture(scope='module')
+def models():
+    return {family: build_model(family) for family in CONFIGS}
+
+
+def preprocess(model, img):
+    data = build_test_pipeline(model, img)(dict(img=img, img_id=0))
+    batch = model.data_preprocessor(
+        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
+        False)
+    return batch['inputs'], batch['data_samples']
+
+
+def _find(values: torch.Tensor, boxes: torch.Tensor, score: float,
+          box: torch.Tensor) -> int:
+    """Index of the unique candidate with this score and box."""
+    hit = ((values - score).abs() < 1e-6) & \
+        ((boxes - box).abs().amax(dim=1) < 1e-3)
+    assert int(hit.sum()) >= 1, 'detection not found among candidates'
+    return int(hit.nonzero()[0, 0])
+
+
+def reference_scalar(family, model, inputs, samples, det):
+    """(leaves, strides, Y) with Y the detection's score via plain autograd."""
+    meta = samples[0].metainfo
+    feats = [f.detach().requires_grad_() for f in model.extract_feat(inputs)]
+    scale = meta['scale_factor']
+    if family in ('fcos', 'retinanet'):
+        head = model.bbox_head
+        outs = head(feats)
+        sizes = [o.shape[-2:] for o in outs[0]]
+        priors = head.prior_generator.grid_priors(
+            sizes, device=feats[0].device)
+        values, boxes = [], []
+        for lvl in range(len(feats)):
+            cls = outs[0][lvl][0].permute(1, 2, 0).reshape(-1).sigmoid()
+            prob = cls
+            if family == 'fcos':
+                prob = cls * outs[2][lvl][0].permute(1, 2, 0).reshape(
+                    -1).sigmoid()
+            reg = outs[1][lvl][0].permute(1, 2, 0).reshape(-1, 4)
+            decoded = head.bbox_coder.decode(priors[lvl], reg,
+                                             max_shape=meta['img_shape'])
+            values.append(prob)
+            boxes.append(scale_boxes(decoded, [1 / s for s in scale]))
+        values, boxes = torch.cat(values), torch.cat(boxes)
+    elif family == 'faster_rcnn':
+        with torch.no_grad():
+            proposals = model.rpn_head.predict(tuple(feats), samples,
+                                               rescale=False)
+        rois = bbox2roi([proposals[0].bboxes])
+        roi_feats = model.roi_head.bbox_roi_extractor(feats, rois)
+        cls, reg = model.roi_head.bbox_head(roi_feats)
+        values = cls.softmax(-1)[:, 0]
+        decoded = model.roi_head.bbox_head.bbox_coder.decode(
+            rois[:, 1:], reg, max_shape=meta['img_shape'])
+        boxes = scale_boxes(decoded, [1 / s for s in scale])
+    else:  # detr
+        head_in = model.forward_transformer(tuple(feats), samples)
+        cls, reg = model.bbox_head(head_in['hidden_states'])
+        values = cls[-1][0].softmax(-1)[:, 0]
+        h, w = meta['img_shape']
+        boxes = bbox_cxcywh_to_xyxy(reg[-1][0]) * reg.new_tensor(
+            [w, h, w, h])
+        boxes = boxes.clamp(min=0) / reg.new_tensor(scale).repeat(2)
+    index = _find(values.detach(), boxes.detach(), float(det.scores),
+                  det.bboxes)
+    strides = [round(inputs.shape[-2] / f.shape[-2]) for f in feats]
+    return feats, strides, values[index]
+
+
+def reference_map(feats, strides, y, meta):
+    """ReLU(sum_k dY/dA_k * A_k), resized to the original image, in [0, 1]."""
+    grads = torch.autograd.grad(y, feats, allow_unused=True)
+    img_h, img_w = meta['img_shape']
+    total = torch.zeros(meta['ori_shape'][:2])
+    for feat, grad, stride in zip(feats, grads, strides):
+        if grad is None or not grad.any():
+            continue
+        grid = torch.relu((grad[0] * feat[0].detach()).sum(0))
+        cells_h, cells_w = -(-img_h // stride), -(-img_w // stride)
+        up = F.interpolate(grid[None, None, :cells_h, :cells_w],
+                           scale_factor=stride, mode='bilinear')
+        up = up[..., :img_h, :img_w]
+        total += F.interpolate(up, size=meta['ori_shape'][:2],
+                               mode='bilinear')[0, 0]
+    return total / total.max()
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1), b.flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)
+
+
+@pytest.mark.parametrize('family', list(CONFIGS))
+def test_no_smoothing_equals_independent_grad_times_activation(
+        family, models, image):
+    model = models[family]
+    explainer = ODAM(smooth='none', method='exact')
+    out = explain(model, image, explainer=explainer, targets=('score', ),
+                  score_thr=0.0)
+    assert len(out.pred_instances) > 0
+    inputs, samples = preprocess(model, image)
+    det = out.pred_instances[0]
+    feats, strides, y = reference_scalar(family, model, inputs, samples, det)
+    expected = reference_map(feats, strides, y, samples[0].metainfo)
+    got = out.pred_instances.heatmaps[0, 0]
+    assert got.shape == expected.shape == image.shape[:2]
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize('family', list(CONFIGS))
+def test_explained_candidate_is_the_detection_itself(family, models, image):
+    model = models[family]
+    inputs, samples = preprocess(model, image)
+    adapter = build_adapter(model, 'neck')
+    with torch.enable_grad():
+        state = adapter.forward(inputs, samples)
+        scalars = adapter.candidate_scalars(state, 0)
+    res = state.results[0]
+    assert len(res) > 0
+    # the explained score is exactly the score the detector reported
+    assert torch.allclose(scalars[:, 0], res.scores, atol=1e-6)
+    # and the explained box extents decode to the reported box
+    scale = res.bboxes.new_tensor(samples[0].metainfo['scale_factor'])
+    boxes = scalars[:, 1:] * scalars.new_tensor([-1, -1, 1, 1])
+    h, w = samples[0].metainfo['img_shape']
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    assert torch.allclose(boxes / scale.repeat(2), res.bboxes, atol=1e-3)
+
+
+def test_fast_path_equals_exact_without_groupnorm(models, image):
+    model = models['retinanet']  # conv head without GroupNorm: exact
+    exact = explain(model, image, explainer=ODAM(method='exact'),
+                    score_thr=0.0)
+    fast = explain(model, image, explainer=ODAM(method='fast'),
+                   score_thr=0.0)
+    assert len(fast.pred_instances) == len(exact.pred_instances) > 5
+    assert torch.allclose(fast.pred_instances.heatmaps,
+                          exact.pred_instances.heatmaps, atol=1e-4)
+
+
+def test_fast_path_close_to_exact_with_groupnorm(models, image):
+    model = models['fcos']  # GroupNorm statistics are frozen in the fast path
+    targets = ('score', 'x2')
+    exact = explain(model, image, explainer=ODAM(method='exact'),
+                    targets=targets, score_thr=0.0)
+    fast = explain(model, image, explainer=ODAM(method='fast'),
+                   targets=targets, score_thr=0.0)
+    corr = _pearson(fast.pred_instances.heatmaps.flatten(0, 1),
+                    exact.pred_instances.heatmaps.flatten(0, 1))
+    assert corr.mean() > 0.95
+
+
+def test_grad_modes_are_views_of_one_signed_map(models, image):
+    model = models['fcos']
+    maps = {
+        mode: explain(model, image, explainer=ODAM(grad_mode=mode),
+                      targets=('x1', ), score_thr=0.0)
+        .pred_instances.heatmaps[:8, 0]
+        for mode in ('pos', 'pos_relu', 'neg_relu', 'abs')
+    }
+    signed = maps['pos']  # the signed sum, scaled by its peak magnitude
+    assert signed.min() < 0 < signed.max()
+    assert signed.abs().flatten(1).amax(1).allclose(torch.ones(8))
+    for mode in ('pos_relu', 'neg_relu', 'abs'):
+        assert maps[mode].min() >= 0 and maps[mode].max() <= 1
+    # ReLU/abs act on the feature grid before resampling, so compare shapes
+    assert _pearson(maps['pos_relu'], signed.clamp(min=0)).min() > 0.95
+    assert _pearson(maps['neg_relu'], (-signed).clamp(min=0)).min() > 0.9
+    assert _pearson(maps['abs'], signed.abs()).min() > 0.95
+    assert _pearson(maps['pos_relu'], maps['neg_relu']).mean() < 0.5
+
+
+def test_combined_is_elementwise_max_of_attribute_maps(models, image):
+    out = explain(models['fcos'], image, score_thr=0.0)
+    maps = out.pred_instances.heatmaps
+    assert out.metainfo['targets'] == ('score', 'x1', 'y1', 'x2', 'y2',
+                                       'combined')
+    assert torch.equal(maps[:, 5], maps[:, :5].amax(dim=1))
+    assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_global_smoothing_gives_gradcam_maps(models, image):
+    model = models['retinanet']
+    gradcam = explain(model, image, explainer=ODAM(smooth='global',
+                                                   method='exact'),
+                      targets=('score', ), score_thr=0.0)
+    inputs, samples = preprocess(model, image)
+    det = gradcam.pred_instances[0]
+    feats, strides, y = reference_scalar('retinanet', model, inputs,
+                                         samples, det)
+    grads = torch.autograd.grad(y, feats)
+    meta = samples[0].metainfo
+    total = torch.zeros(meta['ori_shape'][:2])
+    for feat, grad, stride in zip(feats, grads, strides):
+        if not grad.any():
+            continue
+        weights = grad[0].mean(dim=(1, 2))  # Grad-CAM: pooled gradients
+        grid = torch.relu(torch.einsum('c,chw->hw', weights, feat[0]))
+        h, w = meta['img_shape']
+        grid = grid[:-(-h // stride), :-(-w // stride)]
+        up = F.interpolate(grid[None, None], scale_factor=stride,
+                           mode='bilinear')[..., :h, :w]
+        total += F.interpolate(up, size=meta['ori_shape'][:2],
+                               mode='bilinear')[0, 0]
+    assert torch.allclose(gradcam.pred_instances.heatmaps[0, 0],
+                          total / total.max(), atol=1e-4)
+
+
+def test_bad_input_is_reported_clearly(models, image):
+    model = models['fcos']
+    with pytest.raises(ValueError, match="feature 'roi' does not exist"):
+        explain(model, image, explainer=dict(type='ODAM', feature='roi'))
+    with pytest.raises(ValueError, match='unknown targets'):
+        explain(model, image, targets=('score', 'width'))
+    with pytest.raises(FileNotFoundError, match='image not found'):
+        explain(model, '/nonexistent/image.png')
+    with pytest.raises(ValueError, match='grad_mode'):
+        ODAM(grad_mode='up')
+
+
+def test_no_detection_gives_an_empty_result(models, image):
+    out = explain(models['fcos'], image, score_thr=1.1)
+    assert out.pred_instances.heatmaps.shape == (0, 6) + image.shape[:2]
+    assert len(out.pred_instances.bboxes) == 0
+
+
+def test_batch_of_images_returns_a_list(models, image):
+    outs = explain(models['fcos'], [image, image[:64]], targets=('score', ),
+                   score_thr=0.2)
+    assert isinstance(outs, list) and len(outs) == 2
+    assert outs[1].pred_instances.heatmaps.shape[-2:] == (64, 128)
+
+
+def test_roi_features_explain_faster_rcnn_inside_the_roi(models, image):
+    out = explain(models['faster_rcnn'], image,
+                  explainer=dict(type='ODAM', feature='roi', smooth='none'),
+                  targets=('score', 'combined'), score_thr=0.0)
+    maps = out.pred_instances.heatmaps
+    assert len(maps) > 0
+    for det, det_maps in zip(out.pred_instances.bboxes, maps):
+        x1, y1, x2, y2 = det.tolist()
+        outside = det_maps.clone()
+        outside[:, max(int(y1) - 1, 0):int(y2) + 2,
+                max(int(x1) - 1, 0):int(x2) + 2] = 0
+        assert outside.abs().max() < 1e-6  # RoI maps live in their box
