@@ -142,7 +142,13 @@ class ODAM:
         adapter = build_adapter(model, self.feature, self.score_target)
         metas = [ds.metainfo for ds in data_samples]
         with torch.enable_grad():
-            state = adapter.forward(inputs, data_samples)
+            fast = self.method != 'exact' and adapter.has_fast_path()
+            if self.method == 'fast' and not fast:
+                raise ValueError(
+                    f"method='fast' is not available for "
+                    f'{type(model).__name__} with feature {self.feature!r}; '
+                    "use method='exact' or 'auto'")
+            state = adapter.forward(inputs, data_samples, keep_graph=not fast)
             outputs = []
             for img_idx, sample in enumerate(data_samples):
                 res = state.results[img_idx]
@@ -157,15 +163,8 @@ class ODAM:
     def _gradients(self, adapter, state: ForwardState, img_idx: int,
                    det_ids: List[int], attr_ids: List[int]
                    ) -> List[LevelGradients]:
-        if self.method != 'exact':
-            fast = adapter.fast_gradients(state, img_idx, det_ids, attr_ids)
-            if fast is not None:
-                return fast
-            if self.method == 'fast':
-                raise ValueError(
-                    f"method='fast' is not available for "
-                    f'{type(adapter.model).__name__} with feature '
-                    f"{self.feature!r}; use method='exact' or 'auto'")
+        if self.method != 'exact' and adapter.has_fast_path():
+            return adapter.fast_gradients(state, img_idx, det_ids, attr_ids)
         return adapter.exact_gradients(state, img_idx, det_ids, attr_ids)
 
     def _image_maps(self, adapter, state: ForwardState, img_idx: int,

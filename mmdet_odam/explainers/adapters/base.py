@@ -129,9 +129,18 @@ class DetectorAdapter:
                 for leaf in leaves]
 
     # -- per-family ----------------------------------------------------------
-    def forward(self, inputs: Tensor, data_samples: list) -> ForwardState:
-        """Run the detector; ``data_samples`` carry each image's metainfo."""
+    def forward(self, inputs: Tensor, data_samples: list,
+                keep_graph: bool = True) -> ForwardState:
+        """Run the detector; ``data_samples`` carry each image's metainfo.
+
+        ``keep_graph=False`` lets families with a fast path skip recording the
+        full-image autograd graph that only the exact path needs.
+        """
         raise NotImplementedError
+
+    def has_fast_path(self) -> bool:
+        """Whether :meth:`fast_gradients` applies to this model/feature."""
+        return False
 
     def candidate_scalars(self, state: ForwardState, img_idx: int) -> Tensor:
         """Explained scalars of the final detections of one image.

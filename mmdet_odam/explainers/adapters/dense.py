@@ -85,11 +85,16 @@ class DenseHeadAdapter(DetectorAdapter):
         self.head = model.bbox_head
         self.num_outputs = None
 
-    def forward(self, inputs: Tensor, data_samples) -> ForwardState:
+    def has_fast_path(self) -> bool:
+        return self.feature == 'neck' and can_use_patches(self.head)
+
+    def forward(self, inputs: Tensor, data_samples,
+                keep_graph: bool = True) -> ForwardState:
         head = self.head
         batch_img_metas = [ds.metainfo for ds in data_samples]
         leaves, feats = self.backbone_or_neck_leaves(inputs)
-        with record_norm_stats(head) as norm_stats:
+        with record_norm_stats(head) as norm_stats, \
+                torch.set_grad_enabled(keep_graph):
             outs = head(feats)
         self.num_outputs = len(outs)
         detached = [[o.detach() for o in level_outs] for level_outs in outs]
@@ -202,7 +207,7 @@ class DenseHeadAdapter(DetectorAdapter):
         GroupNorm it drops only the gradient through the normalisation
         statistics (measured against the exact path in benchmarks/).
         """
-        if self.feature != 'neck' or not can_use_patches(self.head):
+        if not self.has_fast_path():
             return None
         head = self.head
         res = state.results[img_idx]

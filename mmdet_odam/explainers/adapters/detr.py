@@ -21,7 +21,9 @@ from .base import ATTRIBUTES, DetectorAdapter, ForwardState, outward_extents
 class DETRAdapter(DetectorAdapter):
     """DETR (and DETR-like heads whose ``forward`` returns per-layer outputs)."""
 
-    def forward(self, inputs: Tensor, data_samples) -> ForwardState:
+    def forward(self, inputs: Tensor, data_samples,
+                keep_graph: bool = True) -> ForwardState:
+        # no fast path: the graph is always needed
         model = self.model
         metas = [ds.metainfo for ds in data_samples]
         leaves, feats = self.backbone_or_neck_leaves(inputs)

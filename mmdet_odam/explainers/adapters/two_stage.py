@@ -47,7 +47,11 @@ class TwoStageAdapter(DetectorAdapter):
 
     features = ('neck', 'backbone', 'roi')
 
-    def forward(self, inputs: Tensor, data_samples) -> ForwardState:
+    def has_fast_path(self) -> bool:
+        return self.feature == 'roi'
+
+    def forward(self, inputs: Tensor, data_samples,
+                keep_graph: bool = True) -> ForwardState:
         model = self.model
         roi_head = model.roi_head
         metas = [ds.metainfo for ds in data_samples]

@@ -1,0 +1,146 @@
+"""Speed and fidelity of ODAM's batched (receptive-field) path.
+
+Measures, in one process so that ratios are robust to machine noise:
+
+* the tiny synthetic FCOS (trained checkpoint): plain ``inference_detector`` time
+  vs. ``explain`` of all detections x five targets (fast and exact paths), and
+  the Pearson correlation of every fast map with its exact map over several
+  validation images;
+* FCOS-R50 at 800x1216 (random weights: no pretrained weights can be
+  downloaded here; speed does not depend on them): inference vs. score maps
+  for 100 detections.
+
+Usage::
+
+    python benchmarks/explain_speed.py \
+        --checkpoint checkpoints/fcos_tiny_synthetic-crowd.pth \
+        --images data/synthetic_crowd/images/val --num-images 5 [--r50]
+"""
+import argparse
+import glob
+import os.path as osp
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
+import mmdet_odam  # noqa: E402,F401
+from mmdet.apis import inference_detector, init_detector  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+
+from mmdet_odam.apis import explain  # noqa: E402
+from mmdet_odam.explainers import ODAM  # noqa: E402
+
+TINY_CONFIG = 'configs/fcos/fcos_tiny_synthetic-crowd.py'
+R50_CONFIG = 'configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'
+BOX_TARGETS = ('score', 'x1', 'y1', 'x2', 'y2')
+
+
+def timed(fn, repeats: int) -> float:
+    """Median wall time of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)
+
+
+def tiny_fcos(args) -> None:
+    model = init_detector(TINY_CONFIG, args.checkpoint, device=args.device)
+    images = sorted(glob.glob(osp.join(args.images, '*.png')))
+    if not images:
+        sys.exit(f'error: no .png images in {args.images}')
+    images = images[:args.num_images]
+    fast, exact = ODAM(method='fast'), ODAM(method='exact')
+
+    rows, corrs = [], []
+    for path in images:
+        img = __import__('mmcv').imread(path)
+        out = explain(model, img, explainer=fast, targets=BOX_TARGETS,
+                      score_thr=args.score_thr)
+        num = len(out.pred_instances)
+        t_inf = timed(lambda: inference_detector(model, img), args.repeats)
+        t_fast = timed(lambda: explain(model, img, explainer=fast,
+                                       targets=BOX_TARGETS,
+                                       score_thr=args.score_thr), args.repeats)
+        start = time.perf_counter()
+        ref = explain(model, img, explainer=exact, targets=BOX_TARGETS,
+                      score_thr=args.score_thr)
+        t_exact = time.perf_counter() - start
+        corr = pearson(out.pred_instances.heatmaps.flatten(0, 1),
+                       ref.pred_instances.heatmaps.flatten(0, 1))
+        # all-zero maps in both paths carry no information about fidelity
+        alive = (ref.pred_instances.heatmaps.flatten(0, 1).flatten(1)
+                 .amax(1) > 0)
+        corrs.append(corr[alive])
+        rows.append((osp.basename(path), num, t_inf, t_fast, t_exact))
+    print(f'\n## tiny FCOS, {len(images)} images, score_thr={args.score_thr},'
+          f' targets={len(BOX_TARGETS)}')
+    print('| image | detections | inference s | ODAM fast s | fast / inf |'
+          ' ODAM exact s | exact / inf |')
+    print('|---|---|---|---|---|---|---|')
+    for name, num, t_inf, t_fast, t_exact in rows:
+        print(f'| {name} | {num} | {t_inf:.4f} | {t_fast:.4f} | '
+              f'{t_fast / t_inf:.2f} | {t_exact:.2f} | {t_exact / t_inf:.1f} |')
+    corr = torch.cat(corrs)
+    print(f'\nfast vs exact Pearson over {len(corr)} maps: mean '
+          f'{corr.mean():.4f}, median {corr.median():.4f}, '
+          f'5th percentile {corr.quantile(0.05):.4f}, min {corr.min():.4f}')
+
+
+def r50_fcos(args) -> None:
+    cfg = Config.fromfile(R50_CONFIG)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.test_cfg.score_thr = 0.0
+    cfg.model.test_cfg.max_per_img = 100
+    torch.manual_seed(0)
+    model = init_detector(cfg, None, device=args.device)
+    model.dataset_meta = dict(classes=tuple(f'c{i}' for i in range(80)))
+    img = np.random.default_rng(0).integers(0, 255, (800, 1216, 3),
+                                            dtype=np.uint8)
+    explainer = ODAM(method='fast')
+    out = explain(model, img, explainer=explainer, targets=('score', ),
+                  score_thr=0.0)
+    t_inf = timed(lambda: inference_detector(model, img), args.r50_repeats)
+    t_fast = timed(lambda: explain(model, img, explainer=explainer,
+                                   targets=('score', ), score_thr=0.0),
+                   args.r50_repeats)
+    print(f'\n## FCOS-R50 at 800x1216, {len(out.pred_instances)} detections,'
+          ' score maps')
+    print('| inference s | ODAM fast s | fast / inf |\n|---|---|---|')
+    print(f'| {t_inf:.2f} | {t_fast:.2f} | {t_fast / t_inf:.2f} |')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--checkpoint',
+                        default='checkpoints/fcos_tiny_synthetic-crowd.pth')
+    parser.add_argument('--images', default='data/synthetic_crowd/images/val')
+    parser.add_argument('--num-images', type=int, default=5)
+    parser.add_argument('--score-thr', type=float, default=0.05)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--r50', action='store_true',
+                        help='also measure FCOS-R50 at 800x1216')
+    parser.add_argument('--r50-repeats', type=int, default=3)
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args()
+    if not osp.isfile(args.checkpoint):
+        sys.exit(f'error: checkpoint not found: {args.checkpoint}')
+    tiny_fcos(args)
+    if args.r50:
+        r50_fcos(args)
+
+
+if __name__ == '__main__':
+    main()
