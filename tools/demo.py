@@ -33,12 +33,13 @@ HOW_TO_CHECKPOINT = """\
   make it with (from the repository root):
     python tools/generate_synthetic_crowd.py --out-dir data/synthetic_crowd
     python tools/train.py configs/fcos/fcos_tiny_synthetic-crowd.py
-    cp work_dirs/fcos_tiny_synthetic-crowd/epoch_20.pth \\
+    python tools/publish_checkpoint.py \\
+       work_dirs/fcos_tiny_synthetic-crowd/epoch_20.pth \\
        checkpoints/fcos_tiny_synthetic-crowd.pth"""
 HOW_TO_IMAGE = """\
   make one with (from the repository root):
     python tools/generate_synthetic_crowd.py --out-dir data/synthetic_crowd
-    mkdir -p demo && cp data/synthetic_crowd/images/val/000000.png \\
+    mkdir -p demo && cp data/synthetic_crowd/images/val/000117.png \\
        demo/crowd.png"""
 
 

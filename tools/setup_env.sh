@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 WHEELHOUSE=${MMCV_WHEELHOUSE:-../shared/wheelhouse}
 
+REPO=$(pwd -P)
+
 check() {
-  "$PY" - <<'PY' 2>/dev/null
+  # run outside the repo so that mmdet_odam must come from the installed
+  # (editable) package, and that package must be this checkout
+  (cd / && REPO="$REPO" "$PY" - <<'PY' 2>/dev/null)
 import importlib.metadata as md
 import torch, mmengine, mmcv, mmdet, pycocotools, pytest, tqdm, mim  # noqa
 from mmcv.ops import nms  # noqa: compiled ops present
@@ -17,7 +21,8 @@ import pkg_resources  # noqa: needed by mmengine for mmdet:: bases
 assert mmengine.__version__ == '0.10.7' and mmcv.__version__ == '2.1.0'
 assert mmdet.__version__ == '3.3.0'
 assert md.distribution('mmdet-odam') is not None
-import mmdet_odam  # noqa
+import os, mmdet_odam  # noqa
+assert os.path.realpath(mmdet_odam.__file__).startswith(os.environ['REPO'] + os.sep)
 PY
 }
 
