@@ -161,7 +161,7 @@ def odam_map(grads: Tensor, activations: Tensor, smooth: Union[str, float] =
 
 
 def adaptive_sigmas(box_sizes: Tensor, strides: Tensor,
-                    sigma_scale: float = 0.2, min_sigma: float = 0.5) -> Tensor:
+                    sigma_scale: float = 0.1, min_sigma: float = 0.5) -> Tensor:
     """Gaussian sigma sized to each object on its feature map.
 
     sigma = max(min_sigma, sigma_scale * sqrt(w * h) / stride), i.e. a fixed

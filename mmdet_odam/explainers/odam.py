@@ -82,7 +82,7 @@ class ODAM:
 
     def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
                  smooth: Union[str, float] = 'adaptive',
-                 sigma_scale: float = 0.2, min_sigma: float = 0.5,
+                 sigma_scale: float = 0.1, min_sigma: float = 0.5,
                  level_fusion: str = 'sum', method: str = 'auto',
                  score_target: str = 'score', chunk_size: int = 64) -> None:
         if grad_mode not in GRAD_MODES:

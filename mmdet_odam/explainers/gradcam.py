@@ -1,0 +1,140 @@
+"""Grad-CAM and Grad-CAM++ for detections, built on ODAM's machinery.
+
+Both explain a detection's confidence (``score`` target, as in the paper's
+comparison) with the same adapters, exact candidates and feature maps as ODAM;
+only the weighting of the gradient differs:
+
+* Grad-CAM (Selvaraju et al.): one weight per channel, the global average of
+  dY/dA_k over the explained feature map:
+  ``H = ReLU(sum_k mean(dY/dA_k) A_k)``.
+  This is ODAM with ``smooth='global'`` (the paper's "Phi = global average
+  pooling" limit), so :class:`GradCAM` is exactly that configuration.
+* Grad-CAM++ (Chattopadhyay et al.): ``w_k = sum_ij alpha_ij^k ReLU(g_ij^k)``
+  with ``g = dS/dA`` and
+
+      alpha_ij^k = g_ij^2 / (2 g_ij^2 + sum_ab A_ab^k g_ij^3),
+
+  the closed form for an exponential output ``Y = exp(S)``: its 2nd and 3rd
+  derivatives are ``exp(S) g^2`` and ``exp(S) g^3`` when S is piecewise linear
+  in A (ReLU networks), and the common ``exp(S)`` factors cancel in alpha and
+  only scale ``w`` (irrelevant after the per-map normalisation). alpha is set
+  to 0 where ``g = 0`` or the denominator vanishes. Sums run over the valid
+  (unpadded) part of the feature map.
+"""
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..registry import EXPLAINERS
+from .adapters import ForwardState, LevelGradients
+from .heatmap import feature_to_image, paste_in_boxes, weighted_activation_map
+from .odam import ODAM, paste_windows_nchw
+
+
+def gradcampp_weights(grads: Tensor, activations: Tensor,
+                      eps: float = 0.0) -> Tensor:
+    """Grad-CAM++ channel weights from first-order gradients.
+
+    Args:
+        grads (Tensor): dS/dA per explained scalar, (N, C, H, W).
+        activations (Tensor): A, (N, C, H, W) or (C, H, W).
+        eps (float): Added to the denominator (0: exact closed form).
+
+    Returns:
+        Tensor: Weights w_k, (N, C).
+    """
+    g2 = grads.pow(2)
+    g3 = g2 * grads
+    act_sum = activations.sum(dim=(-2, -1), keepdim=True)
+    denom = 2 * g2 + act_sum * g3 + eps
+    valid = (grads != 0) & (denom != 0)
+    alpha = torch.where(valid, g2 / denom.masked_fill(~valid, 1.0),
+                        torch.zeros_like(g2))
+    return (alpha * grads.clamp(min=0)).sum(dim=(-2, -1))
+
+
+def gradcampp_map(grads: Tensor, activations: Tensor,
+                  grad_mode: str = 'pos_relu') -> Tensor:
+    """Grad-CAM++ heat maps on the feature grid.
+
+    Args:
+        grads (Tensor): (N, C, H, W).
+        activations (Tensor): (N, C, H, W) or (C, H, W).
+        grad_mode (str): See :func:`heatmap.weighted_activation_map`
+            (``'pos_relu'``: the usual ReLU).
+
+    Returns:
+        Tensor: (N, H, W).
+    """
+    weights = gradcampp_weights(grads, activations)
+    return weighted_activation_map(weights[..., None, None], activations,
+                                   grad_mode)
+
+
+@EXPLAINERS.register_module()
+class GradCAM(ODAM):
+    """Grad-CAM of a detection's confidence: ODAM with ``smooth='global'``.
+
+    Args:
+        feature (str): Explained feature map (see :class:`ODAM`).
+        grad_mode (str): Sign convention (see :class:`ODAM`).
+        level_fusion (str): ``'sum'`` or ``'max'`` over levels.
+        method (str): ``'auto'``, ``'fast'`` or ``'exact'`` gradients.
+        score_target (str): ``'score'`` (confidence; default) or ``'logit'``.
+        chunk_size (int): Detections per chunk.
+    """
+
+    def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
+                 level_fusion: str = 'sum', method: str = 'auto',
+                 score_target: str = 'score', chunk_size: int = 64) -> None:
+        super().__init__(feature=feature, grad_mode=grad_mode, smooth='global',
+                         level_fusion=level_fusion, method=method,
+                         score_target=score_target, chunk_size=chunk_size)
+
+
+@EXPLAINERS.register_module()
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++ of a detection's confidence (weights: module docstring).
+
+    Same arguments as :class:`GradCAM`.
+    """
+
+    def feature_maps(self, grads: Tensor, activations: Tensor,
+                     sigmas: Optional[Tensor] = None) -> Tensor:
+        """Maps on a feature grid from full-map gradients and activations.
+
+        Args:
+            grads (Tensor): (N, C, H, W).
+            activations (Tensor): (N, C, H, W) or (C, H, W).
+            sigmas (Tensor, optional): Unused (no smoothing).
+
+        Returns:
+            Tensor: (N, H, W).
+        """
+        return gradcampp_map(grads, activations, self.grad_mode)
+
+    def _level_maps(self, piece: LevelGradients, state: ForwardState,
+                    img_idx: int, box_sizes: Tensor, meta: dict) -> Tensor:
+        """Maps of one gradient piece in the original image grid, (M, H, W)."""
+        img_shape, ori_shape = meta['img_shape'], meta['ori_shape']
+        if piece.roi_boxes is not None:  # RoI grid: whole RoI map is valid
+            maps = self.feature_maps(piece.grads, piece.activations)
+            canvas = paste_in_boxes(maps, piece.roi_boxes, img_shape[:2])
+            return feature_to_image(canvas, 1, img_shape, ori_shape)
+        stride = state.strides[piece.level]
+        feat = state.activations[piece.level].detach()
+        full = piece.grads.shape[-2:] == feat.shape[-2:] and \
+            not bool(piece.offsets.any())
+        grads = piece.grads if full else paste_windows_nchw(
+            piece.grads, piece.offsets, feat.shape[-2:])
+        # the sums of alpha run over the unpadded part of the map only
+        rows = min(math.ceil(img_shape[0] / stride), feat.shape[-2])
+        cols = min(math.ceil(img_shape[1] / stride), feat.shape[-1])
+        maps = self.feature_maps(grads[..., :rows, :cols],
+                                 feat[img_idx, :, :rows, :cols])
+        return feature_to_image(maps, stride, img_shape, ori_shape)
+
+
+__all__ = ['GradCAM', 'GradCAMPlusPlus', 'gradcampp_weights', 'gradcampp_map']
