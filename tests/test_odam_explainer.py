@@ -125,13 +125,17 @@ def reference_map(feats, strides, y, meta):
         if grad is None or not grad.any():
             continue
         grid = torch.relu((grad[0] * feat[0].detach()).sum(0))
-        cells_h, cells_w = -(-img_h // stride), -(-img_w // stride)
-        up = F.interpolate(grid[None, None, :cells_h, :cells_w],
-                           scale_factor=stride, mode='bilinear')
-        up = up[..., :img_h, :img_w]
-        total += F.interpolate(up, size=meta['ori_shape'][:2],
-                               mode='bilinear')[0, 0]
+        total += to_image(grid, stride, meta)
     return total / total.max()
+
+
+def to_image(grid, stride, meta):
+    """Cell (i, j) covers pixels [i*s, (i+1)*s); zero heat beyond the grid."""
+    img_h, img_w = meta['img_shape']
+    up = F.interpolate(F.pad(grid, (1, 1, 1, 1))[None, None],
+                       scale_factor=stride, mode='bilinear')
+    up = up[..., stride:stride + img_h, stride:stride + img_w]
+    return F.interpolate(up, size=meta['ori_shape'][:2], mode='bilinear')[0, 0]
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -215,9 +219,9 @@ def test_grad_modes_are_views_of_one_signed_map(models, image):
     for mode in ('pos_relu', 'neg_relu', 'abs'):
         assert maps[mode].min() >= 0 and maps[mode].max() <= 1
     # ReLU/abs act on the feature grid before resampling, so compare shapes
-    assert _pearson(maps['pos_relu'], signed.clamp(min=0)).min() > 0.95
+    assert _pearson(maps['pos_relu'], signed.clamp(min=0)).min() > 0.9
     assert _pearson(maps['neg_relu'], (-signed).clamp(min=0)).min() > 0.9
-    assert _pearson(maps['abs'], signed.abs()).min() > 0.95
+    assert _pearson(maps['abs'], signed.abs()).min() > 0.9
     assert _pearson(maps['pos_relu'], maps['neg_relu']).mean() < 0.5
 
 
@@ -247,12 +251,7 @@ def test_global_smoothing_gives_gradcam_maps(models, image):
             continue
         weights = grad[0].mean(dim=(1, 2))  # Grad-CAM: pooled gradients
         grid = torch.relu(torch.einsum('c,chw->hw', weights, feat[0]))
-        h, w = meta['img_shape']
-        grid = grid[:-(-h // stride), :-(-w // stride)]
-        up = F.interpolate(grid[None, None], scale_factor=stride,
-                           mode='bilinear')[..., :h, :w]
-        total += F.interpolate(up, size=meta['ori_shape'][:2],
-                               mode='bilinear')[0, 0]
+        total += to_image(grid, stride, meta)
     assert torch.allclose(gradcam.pred_instances.heatmaps[0, 0],
                           total / total.max(), atol=1e-4)
 

@@ -206,13 +206,34 @@ def normalize_maps(maps: Tensor, eps: float = 1e-12, inplace: bool = False,
     return maps.div_(divisor) if inplace else maps / divisor
 
 
+def upsample_cells(maps: Tensor, stride: int) -> Tensor:
+    """Bilinear upsampling of cell maps by their stride, zero outside them.
+
+    Cell (i, j) covers input pixels [i*s, (i+1)*s); heat beyond the grid is
+    zero (one zero cell is padded on every side, then cropped away), so a
+    window of a map upsamples to exactly the same pixels as the whole map.
+
+    Args:
+        maps (Tensor): (N, H, W) on the cell grid.
+        stride (int): Pixels per cell.
+
+    Returns:
+        Tensor: (N, H * s, W * s).
+    """
+    height, width = maps.shape[-2:]
+    x = F.pad(maps[:, None], (1, 1, 1, 1))
+    x = F.interpolate(x, size=((height + 2) * stride, (width + 2) * stride),
+                      mode='bilinear', align_corners=False)
+    return x[:, 0, stride:-stride, stride:-stride]
+
+
 def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
                      ori_shape: Optional[Sequence[int]] = None) -> Tensor:
     """Resample feature-grid maps to the input image and then the original one.
 
-    Cell (i, j) of a stride-s map covers input pixels [i*s, (i+1)*s). The padded
-    part of the batch (beyond ``img_shape``) is cropped before resizing, a
-    common pitfall.
+    The feature grid covers the padded batch; only its part inside the
+    unpadded input (``img_shape``) is kept, so maps are not stretched over the
+    padding (a common pitfall).
 
     Args:
         maps (Tensor): Maps on the feature grid, shape (N, H, W).
@@ -225,15 +246,12 @@ def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
         Tensor: Maps in the original image's pixel grid, (N, h_ori, w_ori).
     """
     img_h, img_w = int(img_shape[0]), int(img_shape[1])
-    cells_h = min(math.ceil(img_h / stride), maps.shape[-2])
-    cells_w = min(math.ceil(img_w / stride), maps.shape[-1])
-    x = maps[:, None, :cells_h, :cells_w]
-    x = F.interpolate(x, size=(cells_h * stride, cells_w * stride),
-                      mode='bilinear', align_corners=False)[..., :img_h, :img_w]
+    x = upsample_cells(maps, stride)[:, :img_h, :img_w]
     if ori_shape is not None and tuple(ori_shape[:2]) != (img_h, img_w):
-        x = F.interpolate(x, size=(int(ori_shape[0]), int(ori_shape[1])),
-                          mode='bilinear', align_corners=False)
-    return x[:, 0]
+        x = F.interpolate(x[:, None], size=(int(ori_shape[0]),
+                                            int(ori_shape[1])),
+                          mode='bilinear', align_corners=False)[:, 0]
+    return x
 
 
 def paste_in_boxes(maps: Tensor, boxes: Tensor,

@@ -9,7 +9,8 @@ from torch import Tensor
 from ..registry import EXPLAINERS
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
 from .heatmap import (GRAD_MODES, adaptive_sigmas, feature_to_image,
-                      kernel_radius, normalize_maps, odam_map, paste_in_boxes)
+                      kernel_radius, normalize_maps, odam_map, paste_in_boxes,
+                      upsample_cells)
 
 TARGETS = ATTRIBUTES + ('combined', )
 
@@ -196,8 +197,12 @@ class ODAM:
                 dets = piece.pair_index // num_attrs
                 index = row_of[dets] * len(slots) + \
                     slot_of[piece.pair_index % num_attrs]
-                maps = self._level_maps(piece, state, img_idx,
-                                        input_sizes[dets], meta)
+                maps, corners = self._level_maps(piece, state, img_idx,
+                                                 input_sizes[dets], meta)
+                if corners is not None:  # image-space windows: paste them
+                    paste_into(flat, index, maps, corners,
+                               max_fn=self.level_fusion == 'max')
+                    continue
                 first = ~seen[index]
                 if bool(first.all()):  # usual case: one level per map
                     flat[index] = maps
@@ -212,7 +217,13 @@ class ODAM:
 
     def _level_maps(self, piece: LevelGradients, state: ForwardState,
                     img_idx: int, box_sizes: Tensor, meta: dict) -> Tensor:
-        """Maps of one gradient piece in the original image grid, (M, H, W)."""
+        """Maps of one gradient piece in the original image grid.
+
+        Returns:
+            tuple: ``(maps, None)`` with full maps (M, H, W), or, for local
+            windows when no final resize is needed, ``(windows, corners)``:
+            image-space windows (M, h, w) and their top-left pixels (M, 2).
+        """
         img_shape, ori_shape = meta['img_shape'], meta['ori_shape']
         if piece.roi_boxes is not None:  # RoI grid: stride of one RoI cell
             cells = piece.grads.shape[-1]
@@ -222,7 +233,7 @@ class ODAM:
             maps = odam_map(piece.grads, piece.activations, self.smooth,
                             sigmas, self.grad_mode)
             canvas = paste_in_boxes(maps, piece.roi_boxes, img_shape[:2])
-            return feature_to_image(canvas, 1, img_shape, ori_shape)
+            return feature_to_image(canvas, 1, img_shape, ori_shape), None
         stride = state.strides[piece.level]
         sigmas = self._sigmas(box_sizes, box_sizes.new_full(
             (len(box_sizes), ), float(stride)))
@@ -241,8 +252,11 @@ class ODAM:
             offsets = piece.offsets - margin
             acts = crop_windows(feat, img_idx, offsets, grads.shape[-2:])
             maps = odam_map(grads, acts, self.smooth, sigmas, self.grad_mode)
+            if tuple(ori_shape[:2]) == tuple(img_shape[:2]):
+                # upsample only the windows: the rest of each map is zero
+                return upsample_cells(maps, stride), offsets * stride
             maps = paste_windows(maps, offsets, feat.shape[-2:])
-        return feature_to_image(maps, stride, img_shape, ori_shape)
+        return feature_to_image(maps, stride, img_shape, ori_shape), None
 
     def _sigmas(self, box_sizes: Tensor, strides: Tensor) -> Optional[Tensor]:
         if self.smooth != 'adaptive':
@@ -270,6 +284,33 @@ class ODAM:
         pred.heatmaps = maps
         out.pred_instances = pred
         return out
+
+
+def paste_into(flat: Tensor, index: Tensor, windows: Tensor, corners: Tensor,
+               max_fn: bool = False) -> None:
+    """Add (or max) image-space windows into rows of ``flat``, clipped.
+
+    Args:
+        flat (Tensor): (R, H, W) output maps, modified in place.
+        index (Tensor): Output row of each window, (M, ).
+        windows (Tensor): (M, h, w).
+        corners (Tensor): (y, x) pixel of each window's top-left, (M, 2).
+        max_fn (bool): Combine by maximum instead of sum.
+    """
+    height, width = flat.shape[-2:]
+    h, w = windows.shape[-2:]
+    for row, win, (top, left) in zip(index.tolist(), windows,
+                                     corners.tolist()):
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + h, height), min(left + w, width)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        part = win[y0 - top:y1 - top, x0 - left:x1 - left]
+        target = flat[row, y0:y1, x0:x1]
+        if max_fn:
+            torch.maximum(target, part, out=target)
+        else:
+            target += part
 
 
 def paste_windows_nchw(grads: Tensor, offsets: Tensor,

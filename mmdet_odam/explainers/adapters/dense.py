@@ -65,6 +65,45 @@ def track_dense_candidates(head):
         del head._bbox_post_process
 
 
+# Attributes that share head outputs: the score reads the class (and score
+# factor) branch, the extents the regression branch, so differentiating the
+# groups separately lets autograd skip the other branch.
+ATTRIBUTE_GROUPS = ((0, ), (1, 2, 3, 4))
+
+
+def attribute_gradients(outputs: List[Tensor], leaves: List[Tensor],
+                        attr_ids: List[int]) -> List[Tensor]:
+    """Gradient of every requested attribute of every row w.r.t. its leaf.
+
+    Args:
+        outputs (list[Tensor]): Per leaf, scalars (M_i, len(ATTRIBUTES)); row m
+            depends only on row m of its leaf.
+        leaves (list[Tensor]): Per leaf, inputs (M_i, ...).
+        attr_ids (list[int]): Requested attributes, in output order.
+
+    Returns:
+        list[Tensor]: Per leaf, (len(attr_ids) * M_i, ...), attribute-major.
+    """
+    per_attr = {}
+    groups = [[a for a in g if a in attr_ids] for g in ATTRIBUTE_GROUPS]
+    groups = [g for g in groups if g]
+    for index, group in enumerate(groups):
+        cotangents = []
+        for out in outputs:
+            onehot = out.new_zeros((len(group), ) + tuple(out.shape))
+            onehot[torch.arange(len(group)), :, group] = 1
+            cotangents.append(onehot)
+        # one batched (vmap) backward gives every attribute of the group
+        grads = torch.autograd.grad(outputs, leaves, cotangents,
+                                    retain_graph=index < len(groups) - 1,
+                                    is_grads_batched=True, allow_unused=True)
+        for k, attr in enumerate(group):
+            per_attr[attr] = [g[k] if g is not None else torch.zeros_like(leaf)
+                              for g, leaf in zip(grads, leaves)]
+    return [torch.cat([per_attr[a][i] for a in attr_ids])
+            for i in range(len(leaves))]
+
+
 def forward_level(head, x: Tensor, level: int) -> tuple:
     """Run a dense head on one level's input, whatever its signature."""
     params = inspect.signature(head.forward_single).parameters
@@ -195,15 +234,16 @@ class DenseHeadAdapter(DetectorAdapter):
     # -- fast path: receptive-field patches -------------------------------------
     def fast_gradients(self, state: ForwardState, img_idx: int,
                        det_ids: Sequence[int], attr_ids: Sequence[int]):
-        """All (detection, attribute) gradients in one forward/backward.
+        """All (detection, attribute) gradients from one patch forward.
 
         A dense prediction at (level, i, j) only sees its level's feature map
         within the head's receptive radius R. Each detection's (2R+1)^2 patch
-        is cut out, replicated once per attribute, and run through the head
-        with conv inputs masked outside the map (reproducing zero padding)
-        and GroupNorm statistics frozen at their full-map values; the sum of
-        each copy's own scalar then has per-copy gradients equal to the
-        per-detection gradients. Exact for heads without GroupNorm; with
+        is cut out and the head runs once on all patches with "valid" convs
+        (each layer computes only the cone reaching the centre), conv inputs
+        masked outside the map (reproducing zero padding) and GroupNorm
+        statistics frozen at their full-map values. Patches are independent
+        rows, so a batched backward per attribute group yields every
+        per-detection gradient. Exact for heads without GroupNorm; with
         GroupNorm it drops only the gradient through the normalisation
         statistics (measured against the exact path in benchmarks/).
         """
@@ -220,7 +260,7 @@ class DenseHeadAdapter(DetectorAdapter):
         attr_t = torch.as_tensor(list(attr_ids), device=det_ids.device)
         copies = len(attr_t)
         priors_all = state.extras['priors']
-        leaves, outputs, cotangents, metas = [], [], [], []
+        leaves, outputs, metas = [], [], []
         for level in levels.unique().tolist():
             sel = (levels == level).nonzero()[:, 0]
             feat = state.activations[level].detach()
@@ -239,18 +279,10 @@ class DenseHeadAdapter(DetectorAdapter):
                 level_outs, torch.arange(len(sel), device=sel.device),
                 anchor[sel], centre, centre, priors_all[level][index[sel]],
                 res.labels[det_ids[sel]])
-            # one cotangent per attribute: a batched backward (vmap) computes
-            # every attribute's gradient from the single forward
-            onehot = torch.zeros((copies, ) + tuple(scalars.shape),
-                                 dtype=scalars.dtype, device=scalars.device)
-            onehot[torch.arange(copies), :, attr_t] = 1
             leaves.append(patches)
             outputs.append(scalars)
-            cotangents.append(onehot)
             metas.append((level, sel, attr_t.repeat_interleave(len(sel))))
-        grads = torch.autograd.grad(outputs, leaves, cotangents,
-                                    is_grads_batched=True)
-        grads = [g.flatten(0, 1) for g in grads]
+        grads = attribute_gradients(outputs, leaves, list(attr_ids))
         out = []
         for (level, sel, own_attr), grad in zip(metas, grads):
             reps = sel.repeat(copies)
