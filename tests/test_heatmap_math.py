@@ -7,7 +7,7 @@ import torch
 from mmdet_odam.explainers.heatmap import (adaptive_sigmas, feature_to_image,
                                            gaussian_smooth, normalize_maps,
                                            odam_map, paste_in_boxes,
-                                           smooth_gradients,
+                                           smooth_gradients, upsample_cells,
                                            weighted_activation_map)
 
 
@@ -124,3 +124,19 @@ def test_paste_in_boxes_stays_inside_the_box():
     assert torch.equal(out[0].nonzero()[:, 0].unique(), torch.arange(3, 8))
     assert torch.equal(out[0].nonzero()[:, 1].unique(), torch.arange(2, 9))
     assert out[1].abs().sum() == 0  # box outside the canvas: empty map
+
+
+def test_upsampled_window_equals_the_same_part_of_the_whole_map():
+    torch.manual_seed(0)
+    whole = torch.zeros(1, 9, 11)
+    window = torch.rand(1, 3, 4)
+    whole[0, 2:5, 6:10] = window[0]
+    stride = 4
+    full = upsample_cells(whole, stride)[0]
+    part = upsample_cells(window, stride, margin=True)[0]
+    top, left = (2 - 1) * stride, (6 - 1) * stride  # one cell of margin
+    assert torch.allclose(full[top:top + part.shape[0],
+                               left:left + part.shape[1]], part, atol=1e-6)
+    rest = full.clone()
+    rest[top:top + part.shape[0], left:left + part.shape[1]] = 0
+    assert rest.abs().max() == 0  # nothing of the window spills further

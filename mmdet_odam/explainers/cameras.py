@@ -35,7 +35,7 @@ detection:
 
 With ``scales=(1.0, )`` every step is the identity and the result equals the
 base explainer's (up to the float summation order of Grad-CAM's global mean,
-< 1e-6). RoI-grid features (``feature='roi'``) are not supported:
+< 1e-5). RoI-grid features (``feature='roi'``) are not supported:
 their grid is not an image grid that can be resized across scales.
 """
 import math
@@ -289,7 +289,9 @@ class CAMERAS:
                 col_k = hit % len(attr_ids)
                 sigmas = base._sigmas(box_sizes[row_k], box_sizes.new_full(
                     (len(hit), ), float(stride)))
-                level_maps = self._form_maps(flat[hit], acts[level], sigmas)
+                level_maps = self._form_maps(
+                    flat[hit], acts[level], sigmas,
+                    valid_cells(big_shape, stride, acts[level].shape[-2:]))
                 level_maps = feature_to_image(level_maps, stride, big_shape,
                                               ref_meta['ori_shape'])
                 dst_rows = row_k + start
@@ -305,12 +307,13 @@ class CAMERAS:
                 seen[row_k, col_k] = True
         return base._pack(sample, ref, maps, targets, slots)
 
-    def _form_maps(self, grads: Tensor, activations: Tensor,
-                   sigmas) -> Tensor:
+    def _form_maps(self, grads: Tensor, activations: Tensor, sigmas,
+                   valid: Tuple[int, int]) -> Tensor:
         """The base's map from fused (N, C, h, w) gradients / (C, h, w)
-        activations, on the feature grid (N, h, w)."""
+        activations, on the feature grid (N, h, w); ``valid`` is the
+        unpadded (rows, cols) part."""
         if hasattr(self.base, 'feature_maps'):  # Grad-CAM++ weighting
-            return self.base.feature_maps(grads, activations, sigmas)
+            return self.base.feature_maps(grads, activations, sigmas, valid)
         return odam_map(grads, activations, self.base.smooth, sigmas,
                         self.base.grad_mode)
 

@@ -22,7 +22,7 @@ only the weighting of the gradient differs:
   (unpadded) part of the feature map.
 """
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -102,39 +102,50 @@ class GradCAMPlusPlus(GradCAM):
     """
 
     def feature_maps(self, grads: Tensor, activations: Tensor,
-                     sigmas: Optional[Tensor] = None) -> Tensor:
+                     sigmas: Optional[Tensor] = None,
+                     valid: Optional[Tuple[int, int]] = None) -> Tensor:
         """Maps on a feature grid from full-map gradients and activations.
 
         Args:
             grads (Tensor): (N, C, H, W).
             activations (Tensor): (N, C, H, W) or (C, H, W).
             sigmas (Tensor, optional): Unused (no smoothing).
+            valid (tuple, optional): (rows, cols) of the unpadded part of the
+                map; the sums of the weights run over it only. Default: all.
 
         Returns:
             Tensor: (N, H, W).
         """
-        return gradcampp_map(grads, activations, self.grad_mode)
+        rows, cols = valid if valid is not None else grads.shape[-2:]
+        weights = gradcampp_weights(grads[..., :rows, :cols],
+                                    activations[..., :rows, :cols])
+        return weighted_activation_map(weights[..., None, None], activations,
+                                       self.grad_mode)
 
     def _level_maps(self, piece: LevelGradients, state: ForwardState,
-                    img_idx: int, box_sizes: Tensor, meta: dict) -> Tensor:
-        """Maps of one gradient piece in the original image grid, (M, H, W)."""
+                    img_idx: int, box_sizes: Tensor, meta: dict
+                    ) -> Tuple[Tensor, None]:
+        """Maps of one gradient piece in the original image grid.
+
+        Returns:
+            tuple: ``(maps, None)``: full maps (M, H, W) (the return contract
+            of :meth:`ODAM._level_maps`).
+        """
         img_shape, ori_shape = meta['img_shape'], meta['ori_shape']
         if piece.roi_boxes is not None:  # RoI grid: whole RoI map is valid
             maps = self.feature_maps(piece.grads, piece.activations)
             canvas = paste_in_boxes(maps, piece.roi_boxes, img_shape[:2])
-            return feature_to_image(canvas, 1, img_shape, ori_shape)
+            return feature_to_image(canvas, 1, img_shape, ori_shape), None
         stride = state.strides[piece.level]
         feat = state.activations[piece.level].detach()
         full = piece.grads.shape[-2:] == feat.shape[-2:] and \
             not bool(piece.offsets.any())
         grads = piece.grads if full else paste_windows_nchw(
             piece.grads, piece.offsets, feat.shape[-2:])
-        # the sums of alpha run over the unpadded part of the map only
-        rows = min(math.ceil(img_shape[0] / stride), feat.shape[-2])
-        cols = min(math.ceil(img_shape[1] / stride), feat.shape[-1])
-        maps = self.feature_maps(grads[..., :rows, :cols],
-                                 feat[img_idx, :, :rows, :cols])
-        return feature_to_image(maps, stride, img_shape, ori_shape)
+        valid = (min(math.ceil(img_shape[0] / stride), feat.shape[-2]),
+                 min(math.ceil(img_shape[1] / stride), feat.shape[-1]))
+        maps = self.feature_maps(grads, feat[img_idx], valid=valid)
+        return feature_to_image(maps, stride, img_shape, ori_shape), None
 
 
 __all__ = ['GradCAM', 'GradCAMPlusPlus', 'gradcampp_weights', 'gradcampp_map']

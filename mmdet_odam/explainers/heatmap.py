@@ -206,25 +206,29 @@ def normalize_maps(maps: Tensor, eps: float = 1e-12, inplace: bool = False,
     return maps.div_(divisor) if inplace else maps / divisor
 
 
-def upsample_cells(maps: Tensor, stride: int) -> Tensor:
+def upsample_cells(maps: Tensor, stride: int, margin: bool = False) -> Tensor:
     """Bilinear upsampling of cell maps by their stride, zero outside them.
 
     Cell (i, j) covers input pixels [i*s, (i+1)*s); heat beyond the grid is
-    zero (one zero cell is padded on every side, then cropped away), so a
-    window of a map upsamples to exactly the same pixels as the whole map.
+    zero (one zero cell is padded on every side), so a window of a map
+    upsamples to exactly the same pixels as the whole map.
 
     Args:
         maps (Tensor): (N, H, W) on the cell grid.
         stride (int): Pixels per cell.
+        margin (bool): Keep the padded cell on every side, i.e. the bilinear
+            fall-off beyond the grid (for windows pasted into a larger map);
+            the output then starts one cell (``stride`` pixels) earlier.
 
     Returns:
-        Tensor: (N, H * s, W * s).
+        Tensor: (N, H * s, W * s), or (N, (H + 2) * s, (W + 2) * s) with
+        ``margin``.
     """
     height, width = maps.shape[-2:]
     x = F.pad(maps[:, None], (1, 1, 1, 1))
     x = F.interpolate(x, size=((height + 2) * stride, (width + 2) * stride),
-                      mode='bilinear', align_corners=False)
-    return x[:, 0, stride:-stride, stride:-stride]
+                      mode='bilinear', align_corners=False)[:, 0]
+    return x if margin else x[:, stride:-stride, stride:-stride]
 
 
 def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],

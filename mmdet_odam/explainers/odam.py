@@ -254,7 +254,8 @@ class ODAM:
             maps = odam_map(grads, acts, self.smooth, sigmas, self.grad_mode)
             if tuple(ori_shape[:2]) == tuple(img_shape[:2]):
                 # upsample only the windows: the rest of each map is zero
-                return upsample_cells(maps, stride), offsets * stride
+                return (upsample_cells(maps, stride, margin=True),
+                        (offsets - 1) * stride)
             maps = paste_windows(maps, offsets, feat.shape[-2:])
         return feature_to_image(maps, stride, img_shape, ori_shape), None
 
