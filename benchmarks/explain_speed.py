@@ -146,7 +146,12 @@ def main() -> None:
                         help='also measure FCOS-R50 at 800x1216')
     parser.add_argument('--r50-repeats', type=int, default=3)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch CPU threads (1 keeps ratios stable on a '
+                        'shared machine; 0 = torch default)')
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint not found: {args.checkpoint}')
     tiny_fcos_speed(args)
