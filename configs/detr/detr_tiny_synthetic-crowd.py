@@ -1,0 +1,80 @@
+# Tiny DETR trained from scratch on the synthetic crowd dataset
+# (256x256 images, 1 class 'person'), for CPU demos and tests.
+#   python tools/generate_synthetic_crowd.py --out-dir data/synthetic_crowd
+#   python tools/train.py configs/detr/detr_tiny_synthetic-crowd.py
+# MMDetection's DETR shrunk: ResNet-18 layout with 16 base channels, last stage
+# only (128 channels, stride 32), 64-d transformer with 2 encoder and 2 decoder
+# layers, 30 queries. DETR learns slowly from scratch: expect low AP after a
+# short CPU schedule; it is meant for explanation demos and tests.
+_base_ = [
+    '../_base_/models/detr_r50.py',
+    '../_base_/datasets/synthetic_crowd_coco.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+
+max_epochs = 32
+embed_dims = 64
+
+model = dict(
+    num_queries=30,
+    backbone=dict(
+        _delete_=True,
+        type='ResNet',
+        depth=18,
+        base_channels=16,
+        num_stages=4,
+        out_indices=(3, ),
+        frozen_stages=-1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=False,
+        style='pytorch',
+        init_cfg=None),
+    neck=dict(in_channels=[128], out_channels=embed_dims),
+    encoder=dict(
+        num_layers=2,
+        layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=256))),
+    decoder=dict(
+        num_layers=2,
+        layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+            cross_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=256))),
+    positional_encoding=dict(num_feats=embed_dims // 2, normalize=True),
+    bbox_head=dict(num_classes=1, embed_dims=embed_dims),
+    test_cfg=dict(max_per_img=30))  # DETRHead takes top-k of the queries
+
+# schedule: 800 training images / batch 8 = 100 iterations per epoch
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[int(max_epochs * 0.75)],
+        gamma=0.1)
+]
+# from scratch: no reduced backbone learning rate
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001),
+    clip_grad=dict(max_norm=0.1, norm_type=2))
+auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(
+        type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True))
+log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'))
+randomness = dict(seed=0)

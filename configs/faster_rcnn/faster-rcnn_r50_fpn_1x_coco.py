@@ -1,0 +1,4 @@
+# Faster R-CNN R50 FPN, 1x on COCO: MMDetection's config unchanged, with the
+# mmdet-odam modules registered.
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)

@@ -1,0 +1,118 @@
+# Tiny Faster R-CNN trained from scratch on the synthetic crowd dataset
+# (256x256 images, 1 class 'person'), for CPU demos and tests.
+#   python tools/generate_synthetic_crowd.py --out-dir data/synthetic_crowd
+#   python tools/train.py \
+#       configs/faster_rcnn/faster-rcnn_tiny_synthetic-crowd.py
+# MMDetection's Faster R-CNN (R50-FPN) shrunk: ResNet-18 layout with 16 base
+# channels (stages 16/32/64/128), 64-channel FPN with 3 levels (strides
+# 8/16/32), RPN anchors with H:W = {1, 2, 3} (as the ODAM paper on CrowdHuman),
+# a 256-d two-fc box head, fewer proposals (300) and sampled RoIs (64 per
+# image; mmcv's CPU RoIAlign backward dominates the step time otherwise).
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/datasets/synthetic_crowd_coco.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+
+max_epochs = 13
+
+model = dict(
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=32),
+    backbone=dict(
+        _delete_=True,
+        type='ResNet',
+        depth=18,
+        base_channels=16,
+        num_stages=4,
+        out_indices=(1, 2, 3),
+        frozen_stages=-1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=False,
+        style='pytorch',
+        init_cfg=None),
+    neck=dict(
+        _delete_=True,
+        type='FPN',
+        in_channels=[32, 64, 128],
+        out_channels=64,
+        start_level=0,
+        add_extra_convs=False,
+        num_outs=3),
+    rpn_head=dict(
+        in_channels=64,
+        feat_channels=64,
+        anchor_generator=dict(
+            type='AnchorGenerator',
+            # sqrt(area) 24 / 48 / 96 px at strides 8 / 16 / 32 (people are
+            # 27-133 px tall, 2-3x taller than wide)
+            scales=[3],
+            # MMDetection's ratio is h / w: H:W = {1, 2, 3}
+            ratios=[1.0, 2.0, 3.0],
+            strides=[8, 16, 32])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(
+            # fixed 2x2 samples per bin: cheaper than adaptive on CPU
+            roi_layer=dict(
+                type='RoIAlign', output_size=7, sampling_ratio=2),
+            out_channels=64,
+            featmap_strides=[8, 16, 32],
+            # RoIs with sqrt(area) < 64 / < 128 / >= 128 px use strides 8/16/32
+            finest_scale=32),
+        bbox_head=dict(
+            in_channels=64,
+            fc_out_channels=256,
+            num_classes=1)),
+    train_cfg=dict(
+        rpn_proposal=dict(
+            nms_pre=500,
+            max_per_img=300,
+            nms=dict(type='nms', iou_threshold=0.7),
+            min_bbox_size=0),
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(
+        rpn=dict(
+            nms_pre=1000,
+            max_per_img=300,
+            nms=dict(type='nms', iou_threshold=0.7),
+            min_bbox_size=0),
+        rcnn=dict(
+            score_thr=0.05,
+            nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=100)))
+
+# schedule: 800 training images / batch 8 = 100 iterations per epoch
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[int(max_epochs * 0.75)],
+        gamma=0.1)
+]
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001),
+    clip_grad=dict(max_norm=35, norm_type=2))
+auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    checkpoint=dict(
+        type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True))
+log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'))
+randomness = dict(seed=0)

@@ -1,0 +1,151 @@
+"""Test (and evaluate) a detector with MMDetection 3.x and mmdet-odam modules.
+
+Same arguments as MMDetection's ``tools/test.py``. Importing ``mmdet_odam``
+registers this project's modules and makes mmengine's checkpoint loading work
+with torch >= 2.6.
+
+Example::
+
+    python tools/test.py configs/fcos/fcos_tiny_synthetic-crowd.py \
+        work_dirs/fcos_tiny_synthetic-crowd/epoch_20.pth
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from copy import deepcopy
+
+
+def _resolve_config(path: str) -> str:
+    """Return a local path for ``path``; ``mmdet::x.py`` means MMDetection's
+    installed config ``x.py``. Exit with a one-line message if missing."""
+    if '::' in path:
+        pkg, rel = path.split('::', 1)
+        try:
+            from mmengine.utils import get_installed_path
+            path = osp.join(get_installed_path(pkg), '.mim', 'configs', rel)
+        except Exception:  # package not installed
+            sys.exit(f'error: cannot resolve config {pkg}::{rel}')
+    if not osp.isfile(path):
+        sys.exit(f'error: config file not found: {path}')
+    return path
+
+
+def parse_args():
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(
+        description='MMDet test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved (inside '
+        'work_dir/timestamp/)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--tta', action='store_true')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    config = _resolve_config(args.config)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        sys.exit(f'error: checkpoint file not found: {args.checkpoint}')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        sys.exit('error: --out must be a .pkl or .pickle file')
+
+    import mmdet_odam  # noqa: F401  (registers modules, fixes torch.load)
+    from mmengine.config import Config, ConfigDict
+    from mmengine.runner import Runner
+
+    from mmdet.engine.hooks.utils import trigger_visualization_hook
+    from mmdet.evaluation import DumpDetResults
+    from mmdet.registry import RUNNERS
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = Config.fromfile(config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir priority: CLI > config file > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+
+    if args.tta:
+        if 'tta_model' not in cfg:
+            cfg.tta_model = dict(
+                type='DetTTAModel',
+                tta_cfg=dict(
+                    nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+        if 'tta_pipeline' not in cfg:
+            test_data_cfg = cfg.test_dataloader.dataset
+            while 'dataset' in test_data_cfg:
+                test_data_cfg = test_data_cfg['dataset']
+            cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
+            cfg.tta_pipeline[-1] = dict(
+                type='TestTimeAug',
+                transforms=[
+                    [
+                        dict(type='RandomFlip', prob=1.),
+                        dict(type='RandomFlip', prob=0.)
+                    ],
+                    [
+                        dict(
+                            type='PackDetInputs',
+                            meta_keys=('img_id', 'img_path', 'ori_shape',
+                                       'img_shape', 'scale_factor', 'flip',
+                                       'flip_direction'))
+                    ],
+                ])
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

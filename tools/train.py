@@ -1,0 +1,129 @@
+"""Train a detector with MMDetection 3.x and the mmdet-odam modules.
+
+Same arguments as MMDetection's ``tools/train.py``. Importing ``mmdet_odam``
+registers this project's modules and makes mmengine's checkpoint loading work
+with torch >= 2.6 (``load_from`` / ``--resume``).
+
+Example::
+
+    python tools/train.py configs/fcos/fcos_tiny_synthetic-crowd.py
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+
+def _resolve_config(path: str) -> str:
+    """Return a local path for ``path``; ``mmdet::x.py`` means MMDetection's
+    installed config ``x.py``. Exit with a one-line message if missing."""
+    if '::' in path:
+        pkg, rel = path.split('::', 1)
+        try:
+            from mmengine.utils import get_installed_path
+            path = osp.join(get_installed_path(pkg), '.mim', 'configs', rel)
+        except Exception:  # package not installed
+            sys.exit(f'error: cannot resolve config {pkg}::{rel}')
+    if not osp.isfile(path):
+        sys.exit(f'error: config file not found: {path}')
+    return path
+
+
+def parse_args():
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='enable automatically scaling LR.')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or (no value) from the latest '
+        'checkpoint in the work directory.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs '
+        '(e.g. train_cfg.max_epochs=1 or key="[a,b]").')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    config = _resolve_config(args.config)
+    if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
+        sys.exit(f'error: checkpoint file not found: {args.resume}')
+
+    import mmdet_odam  # noqa: F401  (registers modules, fixes torch.load)
+    from mmengine.config import Config
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+
+    # fewer repeated compilations when torch.compile is used
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = Config.fromfile(config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir priority: CLI > config file > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr and \
+                'base_batch_size' in cfg.auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            sys.exit('error: --auto-scale-lr needs `auto_scale_lr` with '
+                     '`enable` and `base_batch_size` in the config')
+
+    # resume from a given checkpoint > auto resume from the work dir
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
