@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+# the wheelhouse sits beside the checkout (../shared); a clone elsewhere
+# (e.g. /tmp) falls back to the canonical /work/shared location
 WHEELHOUSE=${MMCV_WHEELHOUSE:-../shared/wheelhouse}
+[ -d "$WHEELHOUSE" ] || WHEELHOUSE=/work/shared/wheelhouse
 
 REPO=$(pwd -P)
 
@@ -30,7 +33,13 @@ if check; then
   exit 0
 fi
 echo "[setup] installing the pinned stack into $("$PY" -c 'import sys; print(sys.prefix)')"
-PIP=("$PY" -m pip install --disable-pip-version-check)
+# torch pulls setuptools>=77 and would upgrade it past 81, removing the
+# pkg_resources that mmcv's setup.py and mmengine's mmdet:: bases need: every
+# install runs under this constraint.
+CONSTRAINTS=$(mktemp)
+trap 'rm -f "$CONSTRAINTS"' EXIT
+echo 'setuptools<82' > "$CONSTRAINTS"
+PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
 "${PIP[@]}" 'setuptools<82' wheel packaging
 if ! "$PY" -c 'import torch' 2>/dev/null; then
   "${PIP[@]}" torch==2.13.0
