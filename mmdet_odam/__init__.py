@@ -13,6 +13,7 @@ patch_checkpoint_loading()
 from . import datasets  # noqa: E402,F401  (registers modules)
 from . import evaluation  # noqa: E402,F401
 from . import explainers  # noqa: E402,F401
+from . import engine  # noqa: E402,F401
 from . import models  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -1,1 +1,16 @@
+"""Model-side components: batched candidate maps, Odam-Train, Odam-NMS."""
+from .candidate_maps import CandidateMapper, common_grid_size, resample_to_grid
+from .odam_train import (OdamTrainLoss, install_odam_train, odam_pair_losses,
+                         odam_train_losses)
+from .odam_nms import (OdamNMS, batched_odam_nms, install_odam_nms,
+                       map_correlation, odam_nms, uninstall_odam_nms)
 
+install_odam_nms()
+
+__all__ = [
+    'CandidateMapper', 'common_grid_size', 'resample_to_grid',
+    'OdamTrainLoss', 'install_odam_train', 'odam_pair_losses',
+    'odam_train_losses',
+    'OdamNMS', 'batched_odam_nms', 'install_odam_nms', 'map_correlation',
+    'odam_nms', 'uninstall_odam_nms'
+]

@@ -14,6 +14,7 @@ image so that border boxes keep a gradient).
 """
 import inspect
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import List, Sequence
 
 import torch
@@ -72,7 +73,8 @@ ATTRIBUTE_GROUPS = ((0, ), (1, 2, 3, 4))
 
 
 def attribute_gradients(outputs: List[Tensor], leaves: List[Tensor],
-                        attr_ids: List[int]) -> List[Tensor]:
+                        attr_ids: List[int],
+                        create_graph: bool = False) -> List[Tensor]:
     """Gradient of every requested attribute of every row w.r.t. its leaf.
 
     Args:
@@ -80,10 +82,18 @@ def attribute_gradients(outputs: List[Tensor], leaves: List[Tensor],
             depends only on row m of its leaf.
         leaves (list[Tensor]): Per leaf, inputs (M_i, ...).
         attr_ids (list[int]): Requested attributes, in output order.
+        create_graph (bool): Keep the graph of the gradients themselves
+            (second-order training losses).
 
     Returns:
         list[Tensor]: Per leaf, (len(attr_ids) * M_i, ...), attribute-major.
     """
+    if len(attr_ids) == 1:  # rows are independent: one plain backward
+        grads = torch.autograd.grad(
+            [out[:, attr_ids[0]].sum() for out in outputs], leaves,
+            create_graph=create_graph, allow_unused=True)
+        return [g if g is not None else torch.zeros_like(leaf)
+                for g, leaf in zip(grads, leaves)]
     per_attr = {}
     groups = [[a for a in g if a in attr_ids] for g in ATTRIBUTE_GROUPS]
     groups = [g for g in groups if g]
@@ -94,9 +104,10 @@ def attribute_gradients(outputs: List[Tensor], leaves: List[Tensor],
             onehot[torch.arange(len(group)), :, group] = 1
             cotangents.append(onehot)
         # one batched (vmap) backward gives every attribute of the group
-        grads = torch.autograd.grad(outputs, leaves, cotangents,
-                                    retain_graph=index < len(groups) - 1,
-                                    is_grads_batched=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            outputs, leaves, cotangents, create_graph=create_graph,
+            retain_graph=create_graph or index < len(groups) - 1,
+            is_grads_batched=True, allow_unused=True)
         for k, attr in enumerate(group):
             per_attr[attr] = [g[k] if g is not None else torch.zeros_like(leaf)
                               for g, leaf in zip(grads, leaves)]
@@ -124,6 +135,13 @@ class DenseHeadAdapter(DetectorAdapter):
         self.head = model.bbox_head
         self.num_outputs = None
 
+    @classmethod
+    def from_head(cls, head, score_target: str = 'logit'
+                  ) -> 'DenseHeadAdapter':
+        """Adapter of a bare head on neck features (used inside the head's
+        own training / post-processing, where no detector is at hand)."""
+        return cls(SimpleNamespace(bbox_head=head), 'neck', score_target)
+
     def has_fast_path(self) -> bool:
         return self.feature == 'neck' and can_use_patches(self.head)
 
@@ -149,12 +167,9 @@ class DenseHeadAdapter(DetectorAdapter):
             results=results, activations=leaves,
             strides=self.feature_strides(leaves, inputs),
             extras=dict(outs=outs, priors=priors, norm_stats=norm_stats,
-                        head_inputs=feats))
+                        head_inputs=feats, featmap_sizes=featmap_sizes))
 
     # -- scalars ---------------------------------------------------------------
-    def _anchors_per_position(self, cls_map: Tensor) -> int:
-        return cls_map.shape[1] // self.head.cls_out_channels
-
     def scalars_from_outputs(self, cls_vec: Tensor, box_vec: Tensor,
                              factor: Tensor, priors: Tensor, labels: Tensor
                              ) -> Tensor:
@@ -184,11 +199,12 @@ class DenseHeadAdapter(DetectorAdapter):
         return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
 
     def _candidate_geometry(self, state: ForwardState, img_idx: int):
+        """(level, flat index, anchor, row, col) of each candidate, (N, )."""
         res = state.results[img_idx]
-        outs = state.extras['outs']
         levels, index = res.cand_level, res.cand_index
-        anchors = [self._anchors_per_position(m) for m in outs[0]]
-        widths = [m.shape[-1] for m in outs[0]]
+        sizes = state.extras['featmap_sizes']
+        anchors = [self.head.num_base_priors] * len(sizes)
+        widths = [int(size[-1]) for size in sizes]
         num_anchors = levels.new_tensor(anchors)[levels]
         pos = index // num_anchors
         width = levels.new_tensor(widths)[levels]
@@ -233,7 +249,8 @@ class DenseHeadAdapter(DetectorAdapter):
 
     # -- fast path: receptive-field patches -------------------------------------
     def fast_gradients(self, state: ForwardState, img_idx: int,
-                       det_ids: Sequence[int], attr_ids: Sequence[int]):
+                       det_ids: Sequence[int], attr_ids: Sequence[int],
+                       create_graph: bool = False):
         """All (detection, attribute) gradients from one patch forward.
 
         A dense prediction at (level, i, j) only sees its level's feature map
@@ -282,7 +299,8 @@ class DenseHeadAdapter(DetectorAdapter):
             leaves.append(patches)
             outputs.append(scalars)
             metas.append((level, sel, attr_t.repeat_interleave(len(sel))))
-        grads = attribute_gradients(outputs, leaves, list(attr_ids))
+        grads = attribute_gradients(outputs, leaves, list(attr_ids),
+                                    create_graph)
         out = []
         for (level, sel, own_attr), grad in zip(metas, grads):
             reps = sel.repeat(copies)

@@ -1,0 +1,14 @@
+# DETR R50 on COCO (positives: matched query per decoder layer) with Odam-Train (Sec. 3.2): explanation consistency and separation
+# losses added by the Odam-Train loss hook; everything else as the base config.
+#   python tools/train.py configs/detr/detr_r50_odam-train_8xb2-150e_coco.py
+_base_ = './detr_r50_8xb2-150e_coco.py'
+
+custom_hooks = [
+    dict(
+        type='OdamTrainHook',
+        loss_weight=0.2,
+        grid_short_edge=50,
+        max_positives=64,
+        negatives='overlap',
+        warmup_iters=500)
+]

@@ -1,0 +1,14 @@
+# Faster R-CNN R50 on COCO (maps at RoI features) with Odam-Train (Sec. 3.2): explanation consistency and separation
+# losses added by the Odam-Train loss hook; everything else as the base config.
+#   python tools/train.py configs/faster_rcnn/faster-rcnn_r50_fpn_odam-train_1x_coco.py
+_base_ = './faster-rcnn_r50_fpn_1x_coco.py'
+
+custom_hooks = [
+    dict(
+        type='OdamTrainHook',
+        loss_weight=0.2,
+        grid_short_edge=50,
+        max_positives=128,
+        negatives='overlap',
+        warmup_iters=500)
+]

@@ -1,0 +1,3 @@
+from .odam_train_hook import OdamTrainHook
+
+__all__ = ['OdamTrainHook']

@@ -1,0 +1,315 @@
+"""Odam-Train: pair losses against hand computation, grouping per object and
+image, gradient flow, degenerate batches, the hook in MMEngine's Runner."""
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.structures import InstanceData
+
+from mmdet_odam.models import OdamTrainLoss, odam_pair_losses
+from mmdet_odam.models.odam_train import best_per_object, negative_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    'fcos': 'configs/fcos/fcos_tiny_synthetic-crowd.py',
+    'retinanet': 'configs/retinanet/retinanet_tiny_synthetic-crowd.py',
+    'faster-rcnn': 'configs/faster_rcnn/faster-rcnn_tiny_synthetic-crowd.py',
+    'detr': 'configs/detr/detr_tiny_synthetic-crowd.py',
+}
+
+
+# ----------------------------------------------------------------------------
+# pure loss math
+# ----------------------------------------------------------------------------
+def test_pair_losses_match_hand_computation():
+    # object 0: best = row 0, another positive at 60 degrees; object 1: one
+    # positive orthogonal-ish to the best of object 0
+    maps = torch.tensor([[1., 0., 0.], [0.5, math.sqrt(3) / 2, 0.],
+                         [0., 3., 4.]])
+    groups = torch.tensor([0, 0, 1])
+    best = torch.tensor([0, 2])
+    images = torch.tensor([0, 0])
+    negatives = torch.tensor([[False, True], [True, False]])
+    con, sep, num = odam_pair_losses(maps, groups, images, best, negatives)
+    cos_01 = 0.5
+    cos_02 = 0.0  # clamped to eps
+    cos_12 = (math.sqrt(3) / 2 * 3) / 5  # best of object 1 vs row 1
+    eps = 1e-4
+    expected_con = -math.log(cos_01)
+    expected_sep = -math.log(1 - max(cos_02, eps)) - math.log(1 - cos_12) - \
+        math.log(1 - max(cos_02, eps))  # (best0, row2), (best1, rows 0, 1)
+    assert num == 1 + 3
+    assert con.item() == pytest.approx(expected_con, rel=1e-5)
+    assert sep.item() == pytest.approx(expected_sep, rel=1e-5)
+
+
+def test_pairs_stay_inside_images_and_respect_negative_mode():
+    # image 0 holds object 0, image 1 holds object 1 with an identical map:
+    # a cross-image pair would add -log(1 - (1 - eps)) = 9.2
+    maps = torch.tensor([[1., 0.], [1., 0.]])
+    groups = torch.tensor([0, 1])
+    best = torch.tensor([0, 1])
+    con, sep, num = odam_pair_losses(maps, groups, torch.tensor([0, 1]), best,
+                                     torch.ones(2, 2, dtype=torch.bool))
+    assert num == 0 and con.item() == 0 and sep.item() == 0
+    # same image, but 'overlap' mode with disjoint boxes: no pair either
+    boxes = torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.]])
+    assert not negative_pairs(boxes, 'overlap').any()
+    assert negative_pairs(boxes, 'all').tolist() == [[False, True],
+                                                     [True, False]]
+
+
+def test_zero_maps_are_skipped_and_empty_input_is_zero():
+    maps = torch.tensor([[1., 0.], [0., 0.]], requires_grad=True)
+    con, sep, num = odam_pair_losses(maps, torch.tensor([0, 0]),
+                                     torch.tensor([0]), torch.tensor([0]),
+                                     torch.zeros(1, 1, dtype=torch.bool))
+    assert num == 0 and torch.isfinite(con) and torch.isfinite(sep)
+    (con + sep).backward()
+    assert torch.isfinite(maps.grad).all()
+    empty = torch.zeros(0, 4, requires_grad=True)
+    con, sep, num = odam_pair_losses(empty, torch.zeros(0, dtype=torch.long),
+                                     torch.zeros(0, dtype=torch.long),
+                                     torch.zeros(0, dtype=torch.long),
+                                     torch.zeros(0, 0, dtype=torch.bool))
+    assert num == 0 and con.item() == 0
+
+
+def test_best_per_object_takes_highest_iou_first_on_ties():
+    gt_index = torch.tensor([1, 0, 1, 1, 0])
+    ious = torch.tensor([0.5, 0.7, 0.9, 0.9, 0.2])
+    assert best_per_object(gt_index, ious, 3).tolist() == [1, 2, -1]
+
+
+def test_loss_module_groups_per_image_and_normalises_by_pairs():
+    """Two images; the module's value equals the hand sum over within-image
+    pairs divided by the number of pairs."""
+    loss = OdamTrainLoss(loss_weight=1.0, negatives='all')
+    maps0 = torch.tensor([[[1., 0.]], [[1., 1.]], [[0., 1.]]])  # (3, 1, 2)
+    pos0 = InstanceData(maps=maps0, gt_index=torch.tensor([0, 0, 1]),
+                        ious=torch.tensor([0.9, 0.5, 0.8]))
+    # image 1: one object, one positive identical to image 0's rows
+    pos1 = InstanceData(maps=torch.tensor([[[1., 0.]]]),
+                        gt_index=torch.tensor([0]), ious=torch.tensor([0.6]))
+    boxes = [torch.tensor([[0., 0., 4., 4.], [2., 2., 6., 6.]]),
+             torch.tensor([[0., 0., 4., 4.]])]
+    out = loss([pos0, pos1], boxes)
+    c = 1 / math.sqrt(2)
+    eps = 1e-4
+    con = -math.log(c)                              # best0=row0 vs row1
+    # best0 vs row2 (cos 0 -> eps); best1 = row2 vs rows 0 (eps) and 1 (c)
+    sep = -2 * math.log(1 - eps) - math.log(1 - c)
+    num = 1 + 1 + 2
+    assert out['loss_odam_con'].item() == pytest.approx(con / num, rel=1e-5)
+    assert out['loss_odam_sep'].item() == pytest.approx(sep / num, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# detectors
+# ----------------------------------------------------------------------------
+def _build(name, **cfg_updates):
+    import mmdet_odam  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    register_all_modules()
+    cfg = Config.fromfile(str(REPO / TINY[name]))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model.train()
+
+
+def _batch(boxes_per_image, size=(128, 160), seed=0):
+    from mmdet.structures import DetDataSample
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for boxes in boxes_per_image:
+        meta = dict(img_shape=size, pad_shape=size, batch_input_shape=size,
+                    ori_shape=size, scale_factor=(1., 1.))
+        sample = DetDataSample(metainfo=meta)
+        boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        sample.gt_instances = InstanceData(
+            bboxes=boxes, labels=torch.zeros(len(boxes), dtype=torch.long))
+        sample.ignored_instances = InstanceData(
+            bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+        samples.append(sample)
+    return torch.randn(len(samples), 3, *size, generator=g), samples
+
+
+CROWD = [[20., 20., 60., 110.], [36., 22., 76., 112.], [100., 10., 140., 90.]]
+
+
+@pytest.mark.parametrize('name', list(TINY))
+def test_every_family_logs_finite_odam_losses(name):
+    from mmdet_odam.models import install_odam_train
+    model = _build(name)
+    install_odam_train(model, OdamTrainLoss())
+    inputs, samples = _batch([CROWD, CROWD[:2]])
+    losses = model.loss(inputs, samples)
+    for key in ('loss_odam_con', 'loss_odam_sep'):
+        assert key in losses and torch.isfinite(losses[key])
+    assert losses['loss_odam_con'] > 0 and losses['loss_odam_sep'] > 0
+
+
+@pytest.mark.parametrize('name', ['fcos', 'faster-rcnn'])
+def test_zero_and_one_gt_images_train_without_nan(name):
+    from mmdet_odam.models import install_odam_train
+    model = _build(name)
+    install_odam_train(model, OdamTrainLoss())
+    inputs, samples = _batch([[], CROWD[:1]])
+    losses = model.loss(inputs, samples)
+    total = sum(v if isinstance(v, torch.Tensor) else sum(v)
+                for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    for p in model.parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all()
+
+
+def _odam_only_grads(model, second_order=False):
+    from mmdet_odam.models.odam_train import odam_train_losses
+    odam = OdamTrainLoss(second_order=second_order)
+    inputs, samples = _batch([CROWD])
+    losses = odam_train_losses(model, odam, inputs, samples, model.loss)
+    model.zero_grad()
+    (losses['loss_odam_con'] + losses['loss_odam_sep']).backward()
+
+    def reached(module):
+        return any(p.grad is not None and bool(p.grad.abs().sum() > 0)
+                   for p in module.parameters())
+
+    return reached
+
+
+def test_loss_reaches_backbone_and_neck_and_second_order_the_head():
+    model = _build('fcos')
+    reached = _odam_only_grads(model)
+    assert reached(model.backbone) and reached(model.neck)
+    # gradients are constants (authors' choice): the head is untouched ...
+    assert not reached(model.bbox_head)
+    # ... unless second order is asked for
+    reached = _odam_only_grads(model, second_order=True)
+    assert reached(model.backbone) and reached(model.bbox_head.cls_convs)
+
+
+def test_rcnn_loss_reaches_backbone_through_roi_features():
+    model = _build('faster-rcnn')
+    reached = _odam_only_grads(model)
+    assert reached(model.backbone) and reached(model.neck)
+
+
+def test_a_few_steps_lower_separation_of_overlapping_objects():
+    """Two heavily overlapping people: their maps start alike on a random
+    FCOS; optimising the Odam-Train loss pulls them apart."""
+    from mmdet_odam.models.odam_train import odam_train_losses
+    model = _build('fcos')
+    odam = OdamTrainLoss(loss_weight=1.0)
+    inputs, samples = _batch([CROWD[:2]])
+    optim = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    seps = []
+    for _ in range(8):
+        losses = odam_train_losses(model, odam, inputs, samples, model.loss)
+        seps.append(float(losses['loss_odam_sep']))
+        optim.zero_grad()
+        (losses['loss_odam_con'] + losses['loss_odam_sep']).backward()
+        optim.step()
+    assert seps[-1] < 0.7 * seps[0], seps
+
+
+def test_dense_maps_of_positives_match_plain_autograd():
+    """The batched patch maps used by Odam-Train equal grad x activation from
+    a plain backward through the whole head (RetinaNet: no GroupNorm, so the
+    receptive-field path is exact), resampled to the common grid."""
+    from mmdet_odam.explainers.adapters.receptive_field import \
+        record_norm_stats
+    from mmdet_odam.models import CandidateMapper, resample_to_grid
+    model = _build('retinanet').eval()
+    feats = [f.detach().requires_grad_()
+             for f in model.extract_feat(torch.randn(1, 3, 128, 160))]
+    head = model.bbox_head
+    with record_norm_stats(head) as stats:
+        cls_scores = head(feats)[0]
+    anchors = head.num_base_priors
+    cand = InstanceData(cand_level=torch.tensor([0, 1]),
+                        cand_index=torch.tensor([37 * anchors + 2,
+                                                 11 * anchors]),
+                        labels=torch.zeros(2, dtype=torch.long),
+                        bboxes=torch.tensor([[0., 0., 40., 80.],
+                                             [10., 10., 70., 120.]]))
+    mapper = CandidateMapper(grid_short_edge=16, smooth='none')
+    maps = mapper.dense(head, feats, stats, [cand], [(128, 160)])[0]
+    for k in range(2):
+        level = int(cand.cand_level[k])
+        pos, anchor = divmod(int(cand.cand_index[k]), anchors)
+        width = feats[level].shape[-1]
+        logit = cls_scores[level][0, anchor, pos // width, pos % width]
+        grad, = torch.autograd.grad(logit, feats[level], retain_graph=True)
+        ref = (grad[0] * feats[level][0]).sum(0).clamp(min=0)
+        stride = head.prior_generator.strides[level][0]
+        region = torch.tensor([[0., 0., ref.shape[1] * stride,
+                                ref.shape[0] * stride]])
+        ref = resample_to_grid(ref[None], region, (128, 160),
+                               maps.shape[-2:])[0]
+        assert ref.abs().max() > 0
+        torch.testing.assert_close(maps[k], ref, atol=1e-6, rtol=1e-4)
+
+
+def test_hook_trains_with_both_losses_logged(synthetic_crowd_root, tmp_path):
+    """The Odam-Train FCOS config through MMEngine's Runner (what
+    tools/train.py runs), wrapped like a distributed model would be."""
+    import mmdet_odam  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(
+        str(REPO / 'configs/fcos/fcos_tiny_odam-train_synthetic-crowd.py'))
+    root = f'{synthetic_crowd_root}/'
+    cfg.train_dataloader.dataset.data_root = root
+    cfg.train_dataloader.batch_size = 4
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=3)
+    cfg.param_scheduler = []
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
+    cfg.custom_hooks[0].warmup_iters = 1
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = None
+    cfg.log_processor = dict(by_epoch=False, window_size=1)
+    cfg.work_dir = str(tmp_path)
+    runner = Runner.from_cfg(cfg)
+    seen = []
+    orig = runner.model.train_step
+
+    def spy(data, optim_wrapper):
+        out = orig(data, optim_wrapper)
+        seen.append({k: float(v) for k, v in out.items() if 'odam' in k})
+        return out
+
+    runner.model.train_step = spy
+    runner.train()
+    assert len(seen) == 3
+    assert seen[0] == {'loss_odam_con': 0.0, 'loss_odam_sep': 0.0}  # warm-up
+    assert all(s['loss_odam_con'] > 0 and s['loss_odam_sep'] > 0
+               for s in seen[1:]), seen
+    log = (tmp_path / runner.timestamp / f'{runner.timestamp}.log').read_text()
+    assert 'loss_odam_con' in log and 'loss_odam_sep' in log
+
+
+def test_losses_are_float32_under_autocast():
+    """With mixed precision (``--amp``) the pair losses are computed in
+    float32 (bfloat16 autocast stands in for CUDA fp16 on CPU)."""
+    from mmdet_odam.models import install_odam_train
+    model = _build('fcos')
+    install_odam_train(model, OdamTrainLoss())
+    inputs, samples = _batch([CROWD])
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model.loss(inputs, samples)
+    for key in ('loss_odam_con', 'loss_odam_sep'):
+        assert losses[key].dtype == torch.float32
+        assert torch.isfinite(losses[key])
