@@ -15,13 +15,14 @@ from .heatmap import (GRAD_MODES, adaptive_sigmas, feature_to_image,
 TARGETS = ATTRIBUTES + ('combined', )
 
 
-def crop_windows(feat: Tensor, image_index: int, offsets: Tensor,
-                 size: Sequence[int]) -> Tensor:
-    """Windows of one image's feature map, zero outside it.
+def crop_windows(feat: Tensor, image_index: Union[int, Tensor],
+                 offsets: Tensor, size: Sequence[int]) -> Tensor:
+    """Windows of a feature map, zero outside it.
 
     Args:
         feat (Tensor): (B, C, H, W).
-        image_index (int): Image to cut from.
+        image_index (int | Tensor): Image to cut from, one for all windows or
+            one per window (M, ).
         offsets (Tensor): (y0, x0) per window, (M, 2); may lie outside the map.
         size (tuple): (h, w) of every window.
 
@@ -30,9 +31,13 @@ def crop_windows(feat: Tensor, image_index: int, offsets: Tensor,
     """
     h, w = size
     pad = int(max(h, w))
-    padded = F.pad(feat[image_index], (pad, pad, pad, pad))
     rows = offsets[:, 0:1] + pad + torch.arange(h, device=feat.device)[None]
     cols = offsets[:, 1:2] + pad + torch.arange(w, device=feat.device)[None]
+    if isinstance(image_index, Tensor):
+        padded = F.pad(feat, (pad, pad, pad, pad))
+        return padded[image_index[:, None, None], :, rows[:, :, None],
+                      cols[:, None, :]].permute(0, 3, 1, 2)
+    padded = F.pad(feat[image_index], (pad, pad, pad, pad))
     return padded[:, rows[:, :, None], cols[:, None, :]].permute(1, 0, 2, 3)
 
 

@@ -144,51 +144,60 @@ class CandidateMapper:
             raise TypeError(
                 f'{type(head).__name__} is not a conv-only dense head with '
                 'frozen norms; batched candidate maps are unavailable for it')
-        detached = [f.detach() for f in feats]
         featmap_sizes = [f.shape[-2:] for f in feats]
         priors = head.prior_generator.grid_priors(
             featmap_sizes, dtype=feats[0].dtype, device=feats[0].device)
         strides = [head.prior_generator.strides[i][0]
                    for i in range(len(feats))]
+        # all images' candidates in one patch batch (one backward)
+        counts = [len(c) for c in candidates]
+        merged = InstanceData(
+            cand_level=torch.cat([c.cand_level for c in candidates]),
+            cand_index=torch.cat([c.cand_index for c in candidates]),
+            labels=torch.cat([c.labels for c in candidates]),
+            bboxes=torch.cat([c.bboxes for c in candidates]),
+            img_index=torch.cat([
+                torch.full_like(c.labels, i)
+                for i, c in enumerate(candidates)]))
         state = ForwardState(
-            results=candidates, activations=detached, strides=strides,
+            results=[merged], activations=[f.detach() for f in feats],
+            strides=strides,
             extras=dict(priors=priors, norm_stats=norm_stats,
                         featmap_sizes=featmap_sizes))
-        out = []
-        for img_idx, cands in enumerate(candidates):
-            grid = self.grid_size(img_shapes[img_idx])
-            # float32 even under autocast: maps are compared by cosine
-            maps = feats[0].new_zeros((len(cands), ) + grid,
-                                      dtype=torch.float32)
-            if len(cands) == 0:
-                out.append(maps)
-                continue
-            pieces = adapter.fast_gradients(
-                state, img_idx, list(range(len(cands))), [0],
-                create_graph=create_graph)
-            for piece in pieces:
-                dets = piece.pair_index // 5  # one attribute per candidate
-                stride = float(strides[piece.level])
-                boxes = cands.bboxes[dets]
-                sigmas = _sigmas(self.smooth, boxes[:, 2:] - boxes[:, :2],
-                                 boxes.new_full((len(dets), ), stride),
-                                 self.sigma_scale, self.min_sigma)
-                margin = kernel_radius(sigmas) if sigmas is not None else 0
-                grads = F.pad(piece.grads, (margin, ) * 4)
-                offsets = piece.offsets - margin
-                acts = crop_windows(feats[piece.level], img_idx, offsets,
-                                    grads.shape[-2:])
-                window_maps = odam_map(grads, acts, self.smooth
-                                       if sigmas is not None else 'none',
-                                       sigmas, self.grad_mode)
-                top_left = offsets.flip(1).to(window_maps.dtype) * stride
-                size = grads.new_tensor(grads.shape[-1:-3:-1]) * stride
-                regions = torch.cat([top_left, top_left + size], dim=1)
-                maps = maps.index_put(
-                    (dets, ), resample_to_grid(window_maps, regions,
-                                               img_shapes[img_idx],
-                                               grid).float())
-            out.append(maps)
+        grids = [self.grid_size(shape) for shape in img_shapes]
+        # float32 even under autocast: maps are compared by cosine
+        out = [feats[0].new_zeros((n, ) + grid, dtype=torch.float32)
+               for n, grid in zip(counts, grids)]
+        if sum(counts) == 0:
+            return out
+        starts = torch.tensor([0] + counts).cumsum(0).tolist()
+        pieces = adapter.fast_gradients(state, 0, list(range(sum(counts))),
+                                        [0], create_graph=create_graph)
+        for piece in pieces:
+            dets = piece.pair_index // 5  # one attribute per candidate
+            stride = float(strides[piece.level])
+            boxes = merged.bboxes[dets]
+            sigmas = _sigmas(self.smooth, boxes[:, 2:] - boxes[:, :2],
+                             boxes.new_full((len(dets), ), stride),
+                             self.sigma_scale, self.min_sigma)
+            margin = kernel_radius(sigmas) if sigmas is not None else 0
+            grads = F.pad(piece.grads, (margin, ) * 4)
+            offsets = piece.offsets - margin
+            images = merged.img_index[dets]
+            acts = crop_windows(feats[piece.level], images, offsets,
+                                grads.shape[-2:])
+            window_maps = odam_map(grads, acts, self.smooth
+                                   if sigmas is not None else 'none', sigmas,
+                                   self.grad_mode)
+            top_left = offsets.flip(1).to(window_maps.dtype) * stride
+            size = grads.new_tensor(grads.shape[-1:-3:-1]) * stride
+            regions = torch.cat([top_left, top_left + size], dim=1)
+            for img in images.unique().tolist():
+                sel = (images == img).nonzero()[:, 0]
+                out[img] = out[img].index_put(
+                    (dets[sel] - starts[img], ),
+                    resample_to_grid(window_maps[sel], regions[sel],
+                                     img_shapes[img], grids[img]).float())
         return out
 
     # -- R-CNN --------------------------------------------------------------------

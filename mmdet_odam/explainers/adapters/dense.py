@@ -15,12 +15,12 @@ image so that border boxes keep a gradient).
 import inspect
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.dense_heads import base_dense_head
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -113,6 +113,27 @@ def attribute_gradients(outputs: List[Tensor], leaves: List[Tensor],
                               for g, leaf in zip(grads, leaves)]
     return [torch.cat([per_attr[a][i] for a in attr_ids])
             for i in range(len(leaves))]
+
+
+# Names MMDetection's dense heads give their classification output conv.
+CLASS_OUTPUT_NAMES = ('conv_cls', 'retina_cls', 'atss_cls', 'gfl_cls')
+
+
+def class_branch(head) -> Optional[Callable[[Tensor], Tensor]]:
+    """The head's classification tower alone (``cls_convs`` then its class
+    conv), or None when the head is not laid out that way."""
+    convs = getattr(head, 'cls_convs', None)
+    output = next((getattr(head, name) for name in CLASS_OUTPUT_NAMES
+                   if isinstance(getattr(head, name, None), nn.Module)), None)
+    if convs is None or output is None:
+        return None
+
+    def run(x: Tensor) -> Tensor:
+        for layer in convs:
+            x = layer(x)
+        return output(x)
+
+    return run
 
 
 def forward_level(head, x: Tensor, level: int) -> tuple:
@@ -272,30 +293,43 @@ class DenseHeadAdapter(DetectorAdapter):
                                   device=res.labels.device)
         levels, index, anchor, row, col = (
             t[det_ids] for t in self._candidate_geometry(state, img_idx))
+        # candidates may come from several images of the batch (``img_index``)
+        images = res.img_index[det_ids] if 'img_index' in res else \
+            torch.full_like(det_ids, img_idx)
         radius = receptive_radius(head)
         num_attrs = len(ATTRIBUTES)
         attr_t = torch.as_tensor(list(attr_ids), device=det_ids.device)
         copies = len(attr_t)
         priors_all = state.extras['priors']
+        # a class logit alone needs only the classification tower
+        class_only = class_branch(head) if (
+            list(attr_ids) == [0] and self.score_target == 'logit') else None
         leaves, outputs, metas = [], [], []
         for level in levels.unique().tolist():
             sel = (levels == level).nonzero()[:, 0]
             feat = state.activations[level].detach()
             patches, masks = patch_windows(
-                feat, torch.full_like(sel, img_idx), row[sel], col[sel], radius)
+                feat, images[sel], row[sel], col[sel], radius)
             patches.requires_grad_()
             with frozen_norms(head, state.extras['norm_stats'], level,
-                              torch.full_like(sel, img_idx), masks):
-                level_outs = forward_level(head, patches, level)
+                              images[sel], masks):
+                level_outs = [class_only(patches)] if class_only else \
+                    forward_level(head, patches, level)
             # valid convs shrink each output to its centre cone
             level_outs = [o[..., (o.shape[-2] - 1) // 2, None,
                             (o.shape[-1] - 1) // 2, None]
                           for o in level_outs[:self.num_outputs]]
             centre = torch.zeros_like(sel)
-            scalars = self._level_scalars(
-                level_outs, torch.arange(len(sel), device=sel.device),
-                anchor[sel], centre, centre, priors_all[level][index[sel]],
-                res.labels[det_ids[sel]])
+            rows = torch.arange(len(sel), device=sel.device)
+            if class_only:  # the logit is the only (first) attribute
+                scalars = self._gather(
+                    level_outs[0], rows, anchor[sel], centre, centre,
+                    head.cls_out_channels)[rows, res.labels[det_ids[sel]]]
+                scalars = scalars[:, None]
+            else:
+                scalars = self._level_scalars(
+                    level_outs, rows, anchor[sel], centre, centre,
+                    priors_all[level][index[sel]], res.labels[det_ids[sel]])
             leaves.append(patches)
             outputs.append(scalars)
             metas.append((level, sel, attr_t.repeat_interleave(len(sel))))
