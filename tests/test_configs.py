@@ -81,7 +81,8 @@ def test_config_builds_and_predicts(config):
     dataset = cfg.train_dataloader.dataset
     if 'crowdhuman' in config:
         assert dataset.type == 'CrowdHumanDataset'
-        assert cfg.val_evaluator.type == 'CrowdHumanMetric'
+        # AP/MR/JI of MMDetection's metric plus the crowd/sparse recalls
+        assert cfg.val_evaluator.type == 'CrowdHumanRecallMetric'
         assert cfg.val_dataloader.sampler.shuffle is False
     else:
         assert cfg.val_evaluator.type == 'CocoMetric'

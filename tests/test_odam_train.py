@@ -313,3 +313,32 @@ def test_losses_are_float32_under_autocast():
     for key in ('loss_odam_con', 'loss_odam_sep'):
         assert losses[key].dtype == torch.float32
         assert torch.isfinite(losses[key])
+
+
+def test_hook_unwraps_a_distributed_model():
+    """Under MMEngine's DDP wrapper (gloo, one process) the hook installs the
+    losses on the wrapped detector and ``train_step`` logs them."""
+    import socket
+    import types
+
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.optim import OptimWrapper
+
+    from mmdet_odam.engine import OdamTrainHook
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=0, world_size=1)
+    try:
+        model = _build('fcos')
+        ddp = MMDistributedDataParallel(module=model)
+        OdamTrainHook().before_train(types.SimpleNamespace(model=ddp, iter=0))
+        inputs, samples = _batch([CROWD, CROWD[:2]])
+        data = dict(inputs=list(inputs * 50 + 100), data_samples=samples)
+        optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+        log_vars = ddp.train_step(data, optim)
+    finally:
+        dist.destroy_process_group()
+    assert log_vars['loss_odam_con'] > 0 and log_vars['loss_odam_sep'] > 0

@@ -4,10 +4,17 @@ Same arguments as MMDetection's ``tools/test.py``. Importing ``mmdet_odam``
 registers this project's modules and makes mmengine's checkpoint loading work
 with torch >= 2.6.
 
+Metrics come from the config's test evaluator: COCO bbox mAP for COCO-format
+data; AP50 / MR^-2 / JI and the crowd / sparse recall breakdown
+(``CrowdHumanRecallMetric``) for CrowdHuman-format data. ``--out`` dumps the
+predictions to a pickle file.
+
 Example::
 
     python tools/test.py configs/fcos/fcos_tiny_synthetic-crowd.py \
         work_dirs/fcos_tiny_synthetic-crowd/epoch_20.pth
+    python tools/test.py configs/fcos/fcos_tiny_synthetic-crowdhuman.py \
+        checkpoints/fcos_tiny_synthetic-crowd.pth --data-root data/my_crowd
 """
 import argparse
 import os
@@ -31,6 +38,48 @@ def _resolve_config(path: str) -> str:
     return path
 
 
+def _rebase(path, old_root: str, new_root: str):
+    """``old_root + rest`` -> ``new_root + rest``; other values unchanged."""
+    if isinstance(path, str) and old_root and path.startswith(old_root):
+        return new_root + path[len(old_root):]
+    return path
+
+
+def override_data_root(cfg, new_root: str) -> None:
+    """Point every dataloader and evaluator of ``cfg`` at ``new_root``.
+
+    Dataset ``ann_file`` / ``data_prefix`` are relative to ``data_root``, but
+    paths that the config built as ``data_root + '...'`` when it was parsed
+    (CrowdHuman ``extra_ann_file``, evaluator ``ann_file``) are not: those
+    starting with the config's ``data_root`` are re-based onto ``new_root``.
+    """
+    new_root = new_root.rstrip('/') + '/'
+    old_root = cfg.get('data_root', None)
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader', None)
+        dataset = loader.get('dataset', None) if loader else None
+        while dataset is not None:  # wrappers (RepeatDataset, ...) nest
+            if 'data_root' in dataset:
+                old = dataset.data_root or old_root or ''
+                old = old.rstrip('/') + '/' if old else old
+                for key in ('ann_file', 'extra_ann_file'):
+                    if key in dataset:
+                        dataset[key] = _rebase(dataset[key], old, new_root)
+                dataset.data_root = new_root
+            dataset = dataset.get('dataset', None)
+        evaluators = cfg.get(f'{split}_evaluator', None)
+        if evaluators is None:
+            continue
+        if not isinstance(evaluators, (list, tuple)):
+            evaluators = [evaluators]
+        for evaluator in evaluators:
+            if old_root and 'ann_file' in evaluator:
+                evaluator.ann_file = _rebase(evaluator.ann_file,
+                                             old_root.rstrip('/') + '/',
+                                             new_root)
+    cfg.data_root = new_root
+
+
 def parse_args():
     from mmengine.config import DictAction
 
@@ -41,6 +90,10 @@ def parse_args():
     parser.add_argument(
         '--work-dir',
         help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--data-root',
+        help='dataset root replacing the config\'s data_root, also in paths '
+        'built from it (CrowdHuman extra_ann_file, evaluator ann_file)')
     parser.add_argument(
         '--out',
         type=str,
@@ -92,6 +145,8 @@ def main():
 
     cfg = Config.fromfile(config)
     cfg.launcher = args.launcher
+    if args.data_root is not None:
+        override_data_root(cfg, args.data_root)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
 

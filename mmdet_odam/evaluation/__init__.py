@@ -1,3 +1,6 @@
+from .crowd_recall import (CrowdHumanRecallMetric, crowd_gt_mask,
+                           format_recall_table, greedy_match_recall,
+                           recall_counts)
 from .explained_detector import ExplainedDetector, candidate_predictions
 from .explanation_metric import ExplanationMetric
 from .explanation_metrics import (VEA_THRESHOLDS, box_region, compactness,
@@ -9,6 +12,8 @@ from .explanation_metrics import (VEA_THRESHOLDS, box_region, compactness,
                                   vea_curve)
 
 __all__ = [
+    'CrowdHumanRecallMetric', 'crowd_gt_mask', 'greedy_match_recall',
+    'recall_counts', 'format_recall_table',
     'ExplanationMetric', 'ExplainedDetector', 'candidate_predictions',
     'VEA_THRESHOLDS', 'box_region', 'pointing_game', 'energy_pointing_game',
     'compactness', 'object_discrimination_index', 'vea_curve', 'vea_auc',

@@ -1,5 +1,6 @@
 # Synthetic crowd dataset in CrowdHuman (odgt) format, evaluated with
-# MMDetection's CrowdHumanMetric (CrowdDet protocol: AP, MR^-2, JI).
+# CrowdHumanRecallMetric: MMDetection's CrowdHumanMetric (CrowdDet protocol:
+# AP, MR^-2, JI) plus the crowd / sparse recall breakdown (ODAM App. A.4.2).
 #   python tools/generate_synthetic_crowd.py --out-dir data/synthetic_crowd
 # Layout: {data_root}/annotations/annotation_{train,val}.odgt and
 #         {data_root}/annotations/id_hw_{train,val}.json ({ID: [h, w]}).
@@ -65,11 +66,14 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type='CrowdHumanMetric',
+    type='CrowdHumanRecallMetric',
     ann_file=data_root + 'annotations/annotation_val.odgt',
     metric=['AP', 'MR', 'JI'],
     eval_mode=0,  # full-body boxes
     iou_thres=0.5,
+    # crowd / sparse recall: 'crowd' GT overlaps another GT with IoU > 0.5
+    crowd_iou_thr=0.5,
+    recall_iou_thr=0.5,
     num_ji_process=1,
     backend_args=backend_args)
 test_evaluator = val_evaluator
