@@ -13,20 +13,7 @@ import os
 import os.path as osp
 import sys
 
-
-def _resolve_config(path: str) -> str:
-    """Return a local path for ``path``; ``mmdet::x.py`` means MMDetection's
-    installed config ``x.py``. Exit with a one-line message if missing."""
-    if '::' in path:
-        pkg, rel = path.split('::', 1)
-        try:
-            from mmengine.utils import get_installed_path
-            path = osp.join(get_installed_path(pkg), '.mim', 'configs', rel)
-        except Exception:  # package not installed
-            sys.exit(f'error: cannot resolve config {pkg}::{rel}')
-    if not osp.isfile(path):
-        sys.exit(f'error: config file not found: {path}')
-    return path
+from cli_common import resolve_config  # tools/ is on sys.path
 
 
 def parse_args():
@@ -72,7 +59,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    config = _resolve_config(args.config)
+    config = resolve_config(args.config)
     if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
         sys.exit(f'error: checkpoint file not found: {args.resume}')
 

@@ -2,8 +2,10 @@
 from .candidate_maps import CandidateMapper, common_grid_size, resample_to_grid
 from .odam_train import (OdamTrainLoss, install_odam_train, odam_pair_losses,
                          odam_train_losses)
+# the function odam_nms stays in .odam_nms: re-exporting it here would hide
+# the submodule mmdet_odam.models.odam_nms
 from .odam_nms import (OdamNMS, batched_odam_nms, install_odam_nms,
-                       map_correlation, odam_nms, uninstall_odam_nms)
+                       map_correlation, uninstall_odam_nms)
 
 install_odam_nms()
 
@@ -12,5 +14,5 @@ __all__ = [
     'OdamTrainLoss', 'install_odam_train', 'odam_pair_losses',
     'odam_train_losses',
     'OdamNMS', 'batched_odam_nms', 'install_odam_nms', 'map_correlation',
-    'odam_nms', 'uninstall_odam_nms'
+    'uninstall_odam_nms'
 ]
