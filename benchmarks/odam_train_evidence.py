@@ -35,6 +35,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASE_CFG = osp.join(ROOT, 'configs/fcos/fcos_tiny_synthetic-crowd.py')
 ODAM_CFG = osp.join(ROOT,
                     'configs/fcos/fcos_tiny_odam-train_synthetic-crowd.py')
+R50_CFG = osp.join(ROOT,
+                   'configs/fcos/fcos_r50_fpn_gn-head_odam-train_1x_coco.py')
 
 
 def load_tool(name: str):
@@ -75,28 +77,70 @@ def explanation_metrics(checkpoint: str, work_dir: str, data_root: str,
     return tool.main(argv)['odam']['metrics']
 
 
-def iteration_times(data_root: str, iters: int, batch_size: int) -> tuple:
-    """Seconds per training step without / with Odam-Train, interleaved."""
-    import torch
+def synthetic_crowd_batches(data_root: str, iters: int,
+                            batch_size: int) -> list:
+    """Training batches of the synthetic crowd data (the config's pipeline)."""
     import mmdet_odam  # noqa: F401
-    from mmdet.registry import DATASETS, MODELS
+    from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
+    register_all_modules()
+    ds_cfg = copy.deepcopy(Config.fromfile(ODAM_CFG).train_dataloader.dataset)
+    ds_cfg.data_root = data_root
+    dataset = DATASETS.build(ds_cfg)
+    return [pseudo_collate([dataset[i * batch_size + j]
+                            for j in range(batch_size)])
+            for i in range(iters)]
+
+
+def random_coco_batches(iters: int, batch_size: int, size=(800, 1216),
+                        num_boxes: int = 15) -> list:
+    """Random images with random GT boxes at COCO training size."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(iters):
+        inputs, samples = [], []
+        for _ in range(batch_size):
+            inputs.append(torch.randint(0, 256, (3, ) + size, generator=gen,
+                                        dtype=torch.uint8))
+            xy = torch.rand(num_boxes, 2, generator=gen) * torch.tensor(
+                [size[1] * 0.8, size[0] * 0.8])
+            wh = 40 + torch.rand(num_boxes, 2, generator=gen) * 200
+            sample = DetDataSample(metainfo=dict(
+                img_shape=size, ori_shape=size, pad_shape=size,
+                scale_factor=(1., 1.)))
+            sample.gt_instances = InstanceData(
+                bboxes=torch.cat([xy, xy + wh], 1),
+                labels=torch.randint(0, 80, (num_boxes, ), generator=gen))
+            samples.append(sample)
+        batches.append(dict(inputs=inputs, data_samples=samples))
+    return batches
+
+
+def iteration_times(config: str, batches: list) -> tuple:
+    """Median seconds per training step without / with Odam-Train.
+
+    Two copies of the model (same initial weights) train on the same batches;
+    their steps alternate so that machine noise hits both alike.
+    """
+    import torch
+    import mmdet_odam  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
 
     from mmdet_odam.models import OdamTrainLoss, install_odam_train
     register_all_modules()
-    cfg = Config.fromfile(ODAM_CFG)
+    cfg = Config.fromfile(config)
     hook_cfg = copy.deepcopy(cfg.custom_hooks[0])
     hook_cfg.pop('type')
     hook_cfg.pop('warmup_iters', None)
-    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    ds_cfg.data_root = data_root
-    dataset = DATASETS.build(ds_cfg)
-    batches = [pseudo_collate([dataset[i * batch_size + j]
-                               for j in range(batch_size)])
-               for i in range(iters)]
+    cfg.model.backbone.init_cfg = None  # no pretrained weights offline
     models, wrappers = [], []
     for odam in (False, True):
         torch.manual_seed(0)
@@ -111,7 +155,7 @@ def iteration_times(data_root: str, iters: int, batch_size: int) -> tuple:
             start = time.perf_counter()
             models[k].train_step(batch, wrappers[k])
             times[k].append(time.perf_counter() - start)
-    warm = max(1, iters // 5)  # first steps: allocator / thread warm-up
+    warm = max(1, len(batches) // 5)  # allocator / thread warm-up
     return (statistics.median(times[0][warm:]),
             statistics.median(times[1][warm:]))
 
@@ -127,6 +171,10 @@ def main() -> int:
                    help='val images for the explanation metrics (0: all)')
     p.add_argument('--timing-iters', type=int, default=20)
     p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--r50', action='store_true',
+                   help='also time FCOS-R50 steps (COCO config, random '
+                   '800x1216 images)')
+    p.add_argument('--r50-iters', type=int, default=5)
     p.add_argument('--threads', type=int, default=0,
                    help='torch threads for the timing (0: leave default)')
     p.add_argument('--work-dir', default=osp.join(
@@ -154,8 +202,12 @@ def main() -> int:
                                                   f'expl_{tag}'),
                                    args.data_root, args.num_images)
         rows[name] = dict(ap50=ap50, **expl)
-    t_base, t_odam = iteration_times(args.data_root, args.timing_iters,
-                                     args.batch_size)
+    t_base, t_odam = iteration_times(
+        ODAM_CFG, synthetic_crowd_batches(args.data_root, args.timing_iters,
+                                          args.batch_size))
+    r50 = None
+    if args.r50:
+        r50 = iteration_times(R50_CFG, random_coco_batches(args.r50_iters, 2))
 
     keys = [('ap50', 'AP50'), ('odi_box', 'ODI box'),
             ('odi_mask', 'ODI mask'), ('pg_box', 'PG box'),
@@ -180,6 +232,10 @@ def main() -> int:
         (f'time per iteration <= 1.5x (measured {ratio:.2f}x)',
          ratio <= 1.5),
     ]
+    if r50 is not None:
+        print(f'FCOS-R50, 2 random 800x1216 images per step: '
+              f'{r50[0]:.2f} s / iter without, {r50[1]:.2f} s with Odam-Train '
+              f'({r50[1] / r50[0]:.2f}x)')
     for text, ok in checks:
         print(f'  [{"PASS" if ok else "FAIL"}] {text}')
     with open(osp.join(args.work_dir, 'odam_train_evidence.json'), 'w') as f:

@@ -151,6 +151,11 @@ def _gather_cells(maps: Tensor, img: int, flat: Tensor, anchors: int,
 def _cap_per_object(gt_index: Tensor, ious: Tensor, max_total: int) -> Tensor:
     """Keep at most ~max_total positives, the best ones of every object.
 
+    Args:
+        gt_index (Tensor): Object of each positive, (P, ).
+        ious (Tensor): IoU of each positive's predicted box with its GT, (P, ).
+        max_total (int): Cap; <= 0 keeps all.
+
     Returns:
         Tensor: Kept indices, (P', ).
     """
@@ -158,14 +163,14 @@ def _cap_per_object(gt_index: Tensor, ious: Tensor, max_total: int) -> Tensor:
         return torch.arange(len(gt_index), device=gt_index.device)
     num_objects = int(gt_index.unique().numel())
     per_object = max(1, -(-max_total // num_objects))
-    order = torch.argsort(ious, descending=True, stable=True)
-    ranks = torch.zeros_like(gt_index)
-    seen: Dict[int, int] = {}
-    for i in order.tolist():  # small: positives of one image
-        g = int(gt_index[i])
-        ranks[i] = seen.get(g, 0)
-        seen[g] = ranks[i].item() + 1
-    return (ranks < per_object).nonzero()[:, 0]
+    # order by object, best IoU first inside it; rank = place in its object
+    by_iou = torch.argsort(ious, descending=True, stable=True)
+    order = by_iou[torch.argsort(gt_index[by_iou], stable=True)]
+    sorted_gt = gt_index[order]
+    place = torch.arange(len(order), device=order.device)
+    first = torch.zeros_like(place).scatter_reduce(
+        0, sorted_gt, place, 'amin', include_self=False)
+    return order[place - first[sorted_gt] < per_object].sort().values
 
 
 @MODELS.register_module()
