@@ -22,7 +22,50 @@ import os.path as osp
 import sys
 from copy import deepcopy
 
-from cli_common import resolve_config  # tools/ is on sys.path
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
+from cli_common import resolve_config  # noqa: E402
+
+
+def _rebase(path, old_root: str, new_root: str):
+    """``old_root + rest`` -> ``new_root + rest``; other values unchanged."""
+    if isinstance(path, str) and old_root and path.startswith(old_root):
+        return new_root + path[len(old_root):]
+    return path
+
+
+def override_data_root(cfg, new_root: str) -> None:
+    """Point every dataloader and evaluator of ``cfg`` at ``new_root``.
+
+    Dataset ``ann_file`` / ``data_prefix`` are relative to ``data_root``, but
+    paths that the config built as ``data_root + '...'`` when it was parsed
+    (CrowdHuman ``extra_ann_file``, evaluator ``ann_file``) are not: those
+    starting with the config's ``data_root`` are re-based onto ``new_root``.
+    """
+    new_root = new_root.rstrip('/') + '/'
+    old_root = cfg.get('data_root', None)
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader', None)
+        dataset = loader.get('dataset', None) if loader else None
+        while dataset is not None:  # wrappers (RepeatDataset, ...) nest
+            if 'data_root' in dataset:
+                old = dataset.data_root or old_root or ''
+                old = old.rstrip('/') + '/' if old else old
+                for key in ('ann_file', 'extra_ann_file'):
+                    if key in dataset:
+                        dataset[key] = _rebase(dataset[key], old, new_root)
+                dataset.data_root = new_root
+            dataset = dataset.get('dataset', None)
+        evaluators = cfg.get(f'{split}_evaluator', None)
+        if evaluators is None:
+            continue
+        if not isinstance(evaluators, (list, tuple)):
+            evaluators = [evaluators]
+        for evaluator in evaluators:
+            if old_root and 'ann_file' in evaluator:
+                evaluator.ann_file = _rebase(evaluator.ann_file,
+                                             old_root.rstrip('/') + '/',
+                                             new_root)
+    cfg.data_root = new_root
 
 
 def parse_args():

@@ -13,7 +13,8 @@ import os
 import os.path as osp
 import sys
 
-from cli_common import resolve_config  # tools/ is on sys.path
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
+from cli_common import resolve_config  # noqa: E402
 
 
 def parse_args():
