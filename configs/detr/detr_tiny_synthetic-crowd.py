@@ -9,7 +9,7 @@
 _base_ = [
     '../_base_/models/detr_r50.py',
     '../_base_/datasets/synthetic_crowd_coco.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/tiny_cpu.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
 
@@ -46,11 +46,8 @@ model = dict(
     bbox_head=dict(num_classes=1, embed_dims=embed_dims),
     test_cfg=dict(max_per_img=30))  # DETRHead takes top-k of the queries
 
-# schedule: 800 training images / batch 8 = 100 iterations per epoch
-train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# schedule and runtime: ../_base_/schedules/tiny_cpu.py, with this length
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
     dict(
@@ -63,18 +60,6 @@ param_scheduler = [
 ]
 # from scratch: no reduced backbone learning rate
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001),
+    optimizer=dict(
+        _delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001),
     clip_grad=dict(max_norm=0.1, norm_type=2))
-auto_scale_lr = dict(enable=False, base_batch_size=8)
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True))
-log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-randomness = dict(seed=0)

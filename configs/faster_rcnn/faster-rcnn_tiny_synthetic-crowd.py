@@ -11,7 +11,7 @@
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     '../_base_/datasets/synthetic_crowd_coco.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/tiny_cpu.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
 
@@ -85,11 +85,8 @@ model = dict(
             nms=dict(type='nms', iou_threshold=0.5),
             max_per_img=100)))
 
-# schedule: 800 training images / batch 8 = 100 iterations per epoch
-train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# schedule and runtime: ../_base_/schedules/tiny_cpu.py, with this length
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
     dict(
@@ -100,19 +97,4 @@ param_scheduler = [
         milestones=[int(max_epochs * 0.75)],
         gamma=0.1)
 ]
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001),
-    clip_grad=dict(max_norm=35, norm_type=2))
-auto_scale_lr = dict(enable=False, base_batch_size=8)
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True))
-log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-randomness = dict(seed=0)
+optim_wrapper = dict(optimizer=dict(lr=0.02))
