@@ -273,24 +273,24 @@ def test_train_cli_checkpoint_roundtrip(synthetic_crowd_root, tmp_path):
     assert 'coco/bbox_mAP' in res.stdout + res.stderr
 
 
-def test_test_cli_crowdhuman_metric(synthetic_crowd_root, tmp_path):
-    """The CrowdHuman-format variant loads the odgt and evaluates AP/MR/JI."""
-    import mmdet_odam  # noqa: F401
-    from mmengine.runner import save_checkpoint
-
-    cfg = _load_cfg('configs/fcos/fcos_tiny_synthetic-crowdhuman.py')
-    torch.manual_seed(0)
-    model = _build_model(cfg)
-    ckpt = tmp_path / 'init.pth'
-    save_checkpoint(model.state_dict(), str(ckpt))
+@pytest.mark.parametrize('config', [
+    'configs/fcos/fcos_tiny_synthetic-crowdhuman.py',
+    'configs/fcos/fcos_tiny_odam-nms_synthetic-crowdhuman.py'
+])
+def test_test_cli_crowdhuman_metric(config, synthetic_crowd_root, tmp_path):
+    """The CrowdHuman-format configs (NMS and Odam-NMS) evaluate the bundled
+    tiny FCOS through tools/test.py: AP/MR/JI and the crowd/sparse recall."""
     res = _run([
-        'tools/test.py', 'configs/fcos/fcos_tiny_synthetic-crowdhuman.py',
-        str(ckpt), '--work-dir',
-        str(tmp_path / 'test'), '--cfg-options'
-    ] + _data_options(synthetic_crowd_root, coco=False) + [
-        'test_evaluator.num_ji_process=1', 'model.test_cfg.score_thr=0.0'
-    ])
+        'tools/test.py', config, 'checkpoints/fcos_tiny_synthetic-crowd.pth',
+        '--work-dir', str(tmp_path / 'test'), '--data-root',
+        str(synthetic_crowd_root), '--cfg-options'
+    ] + [f'{split}_dataloader.num_workers=0' for split in ('val', 'test')] + [
+        f'{split}_dataloader.persistent_workers=False'
+        for split in ('val', 'test')
+    ] + ['test_evaluator.num_ji_process=1'])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout + res.stderr
-    for key in ('crowd_human/mAP', 'crowd_human/mMR', 'crowd_human/JI'):
-        assert key in out
+    for key in ('crowd_human/mAP', 'crowd_human/mMR', 'crowd_human/JI',
+                'crowd_human/recall_crowd', 'crowd_human/recall_sparse',
+                'crowd_human/best_ji_score_thr'):
+        assert key in out, key

@@ -156,6 +156,24 @@ def test_every_family_logs_finite_odam_losses(name):
     assert losses['loss_odam_con'] > 0 and losses['loss_odam_sep'] > 0
 
 
+def test_a_duplicated_image_adds_no_cross_image_pairs():
+    """A batch of the same image twice gives the same losses as the image
+    alone: pairs across the two copies (identical maps, cosine ~1, separation
+    -log(eps) = 9.2 each) would raise L_sep sharply."""
+    from mmdet_odam.models.odam_train import odam_train_losses
+    model = _build('fcos')
+    odam = OdamTrainLoss(negatives='all')
+    inputs, samples = _batch([CROWD])
+    single = odam_train_losses(model, odam, inputs, samples, model.loss)
+    inputs2, samples2 = _batch([CROWD, CROWD])
+    inputs2[1] = inputs2[0]
+    double = odam_train_losses(model, odam, inputs2, samples2, model.loss)
+    for key in ('loss_odam_con', 'loss_odam_sep'):
+        assert single[key] > 0
+        torch.testing.assert_close(double[key], single[key], rtol=1e-4,
+                                   atol=1e-6)
+
+
 @pytest.mark.parametrize('name', ['fcos', 'faster-rcnn'])
 def test_zero_and_one_gt_images_train_without_nan(name):
     from mmdet_odam.models import install_odam_train
