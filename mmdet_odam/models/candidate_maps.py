@@ -227,9 +227,8 @@ class CandidateMapper:
         leaf = leaf.requires_grad_() if not leaf.requires_grad else leaf
         cls_score = bbox_head(leaf)[0]
         rows = torch.arange(len(labels), device=labels.device)
-        score = cls_score[rows, labels]
-        if self.score_target == 'score':
-            score = cls_score.softmax(-1)[rows, labels]
+        score = cls_score.softmax(-1)[rows, labels] if \
+            self.score_target == 'score' else cls_score[rows, labels]
         if len(labels):
             grads, = torch.autograd.grad(score.sum(), leaf,
                                          create_graph=create_graph)

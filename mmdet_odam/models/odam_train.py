@@ -248,7 +248,7 @@ class OdamTrainLoss(nn.Module):
         negatives = torch.block_diag(*[b.float() for b in blocks]) > 0
         con, sep, num = odam_pair_losses(
             torch.cat(maps), torch.cat(groups), torch.cat(group_images),
-            torch.cat(best), negatives.bool(), self.eps)
+            torch.cat(best), negatives, self.eps)
         scale = self.loss_weight / max(num, 1)
         return dict(loss_odam_con=con * scale, loss_odam_sep=sep * scale)
 
