@@ -360,3 +360,30 @@ def test_hook_unwraps_a_distributed_model():
     finally:
         dist.destroy_process_group()
     assert log_vars['loss_odam_con'] > 0 and log_vars['loss_odam_sep'] > 0
+
+
+@pytest.mark.parametrize('name', ['fcos', 'retinanet'])
+def test_recorded_assignment_equals_a_fresh_one(name):
+    """Positives come from what the head's own target assignment returned
+    during its loss; a fresh assignment gives the same positives."""
+    from mmdet_odam.models.odam_train import odam_train_losses
+    model = _build(name)
+    odam = OdamTrainLoss()
+    calls = []
+    original = odam.dense_positives
+
+    def spy(*args):
+        calls.append(args)
+        return original(*args)
+
+    odam.dense_positives = spy
+    inputs, samples = _batch([CROWD, CROWD[:2]])
+    odam_train_losses(model, odam, inputs, samples, model.loss)
+    args = calls[0]
+    assert args[-1] is not None and len(args[-1]) == 2  # recorded
+    recorded = original(*args)
+    fresh = original(*args[:-1], None)
+    for a, b in zip(recorded, fresh):
+        assert len(a) > 0
+        for key in ('cand_level', 'cand_index', 'gt_index'):
+            assert torch.equal(a.get(key), b.get(key)), key

@@ -256,7 +256,8 @@ class OdamTrainLoss(nn.Module):
     def dense_positives(self, head, feats: Sequence[Tensor], norm_stats: dict,
                         outs: Sequence[List[Tensor]],
                         batch_gt_instances: Sequence[InstanceData],
-                        batch_img_metas: Sequence[dict]
+                        batch_img_metas: Sequence[dict],
+                        assigned: Optional[Sequence[tuple]] = None
                         ) -> List[InstanceData]:
         """Positives of a dense head (its own target assignment) with maps.
 
@@ -267,6 +268,9 @@ class OdamTrainLoss(nn.Module):
             norm_stats (dict): GroupNorm statistics of the head's forward.
             outs (Sequence[list[Tensor]]): The head's outputs (cls, bbox, ...).
             batch_gt_instances, batch_img_metas: As the head's ``loss``.
+            assigned (Sequence[tuple], optional): Per image, what the head's
+                ``_get_targets_single`` returned during its own loss; recomputed
+                when not given.
 
         Returns:
             list[InstanceData]: Per image ``maps``, ``gt_index``, ``ious``.
@@ -281,8 +285,9 @@ class OdamTrainLoss(nn.Module):
         candidates, gts = [], []
         for img, (gt, meta) in enumerate(zip(batch_gt_instances,
                                              batch_img_metas)):
-            flat, gt_index = self._dense_assignment(head, priors, gt, meta,
-                                                    per_level)
+            flat, gt_index = self._dense_assignment(
+                head, priors, gt, meta, per_level,
+                assigned[img] if assigned else None)
             gt_boxes = get_box_tensor(gt.bboxes)
             level = torch.bucketize(flat, starts[1:], right=True)
             index = flat - starts[level]
@@ -314,13 +319,15 @@ class OdamTrainLoss(nn.Module):
 
     @staticmethod
     def _dense_assignment(head, priors: List[Tensor], gt: InstanceData,
-                          meta: dict, per_level: List[int]
+                          meta: dict, per_level: List[int],
+                          assigned: Optional[tuple] = None
                           ) -> Tuple[Tensor, Tensor]:
         """Flat (all levels) indices of the head's positives and their GT.
 
-        Uses the head's own ``_get_targets_single``; the GT index, which
-        MMDetection's FCOS discards, is recovered from the regression target
-        (the assigned GT box itself).
+        Uses the output of the head's own ``_get_targets_single``
+        (``assigned``, or a new call); the GT index, which MMDetection's FCOS
+        discards, is recovered from the regression target (the assigned GT box
+        itself).
         """
         gt_boxes = get_box_tensor(gt.bboxes)
         if len(gt_boxes) == 0:
@@ -331,7 +338,7 @@ class OdamTrainLoss(nn.Module):
             ranges = torch.cat([
                 p.new_tensor(r)[None].expand(len(p), 2)
                 for p, r in zip(priors, head.regress_ranges)])
-            labels, targets = head._get_targets_single(
+            labels, targets = assigned or head._get_targets_single(
                 gt, points=points, regress_ranges=ranges,
                 num_points_per_lvl=per_level)
             flat = (labels < head.num_classes).nonzero()[:, 0]
@@ -343,8 +350,8 @@ class OdamTrainLoss(nn.Module):
         if isinstance(head, AnchorHead):
             anchors = torch.cat(priors)
             valid = anchors.new_ones(len(anchors), dtype=torch.bool)
-            result = head._get_targets_single(anchors, valid, gt, meta, None,
-                                              unmap_outputs=True)
+            result = assigned or head._get_targets_single(
+                anchors, valid, gt, meta, None, unmap_outputs=True)
             labels, sampling = result[0], result[-1]
             flat = (labels != head.num_classes).nonzero()[:, 0]
             # positives are in ascending anchor order in both
@@ -523,6 +530,8 @@ def odam_train_losses(detector, odam: OdamTrainLoss, batch_inputs: Tensor,
             norm_stats = stack.enter_context(record_norm_stats(head))
             stack.enter_context(_wrap(head, 'loss_by_feat',
                                       _recording(store, 'loss_by_feat')))
+            stack.enter_context(_wrap(head, '_get_targets_single',
+                                      _recording(store, 'assigned', True)))
         elif isinstance(detector, TwoStageDetector):
             stack.enter_context(_wrap(detector.roi_head, 'bbox_loss',
                                       _recording(store, 'bbox_loss', True)))
@@ -542,8 +551,10 @@ def odam_train_losses(detector, odam: OdamTrainLoss, batch_inputs: Tensor,
     gts = [s.gt_instances for s in batch_data_samples]
     if isinstance(detector, SingleStageDetector):
         args = store['loss_by_feat'][0][0]
-        positives = odam.dense_positives(detector.bbox_head, feats,
-                                         norm_stats, args, gts, metas)
+        assigned = [out for _, _, out in store.get('assigned', [])]
+        positives = odam.dense_positives(
+            detector.bbox_head, feats, norm_stats, args, gts, metas,
+            assigned if len(assigned) == len(gts) else None)
     elif isinstance(detector, TwoStageDetector):
         (_, sampling_results), _, bbox_results = store['bbox_loss'][0]
         positives = odam.rcnn_positives(detector.roi_head, sampling_results,

@@ -61,7 +61,8 @@ def can_use_patches(head: nn.Module) -> bool:
 def group_norm_stats(x: Tensor, num_groups: int) -> Tuple[Tensor, Tensor]:
     """Per-(sample, group) mean and biased variance, each (N, G)."""
     grouped = x.detach().reshape(x.shape[0], num_groups, -1)
-    return grouped.mean(-1), grouped.var(-1, unbiased=False)
+    var, mean = torch.var_mean(grouped, dim=-1, unbiased=False)  # one pass
+    return mean, var
 
 
 @contextmanager
