@@ -180,6 +180,29 @@ def adaptive_sigmas(box_sizes: Tensor, strides: Tensor,
     return (sigma_scale * side / strides.to(side)).clamp(min=min_sigma)
 
 
+def smoothing_sigmas(smooth: Union[str, float], box_sizes: Tensor,
+                     strides: Tensor, sigma_scale: float = 0.1,
+                     min_sigma: float = 0.5) -> Optional[Tensor]:
+    """Per-sample Gaussian sigmas for a ``smooth`` option.
+
+    Args:
+        smooth (str | float): ``'adaptive'`` (:func:`adaptive_sigmas`), a fixed
+            sigma in cells, or ``'none'`` / ``'global'`` (no Gaussian).
+        box_sizes (Tensor): Box widths and heights in input pixels, (N, 2).
+        strides (Tensor): Stride of each sample's feature map, (N, ).
+        sigma_scale (float): See :func:`adaptive_sigmas`.
+        min_sigma (float): See :func:`adaptive_sigmas`.
+
+    Returns:
+        Tensor | None: Sigmas in cells (N, ), or None without a Gaussian.
+    """
+    if smooth == 'adaptive':
+        return adaptive_sigmas(box_sizes, strides, sigma_scale, min_sigma)
+    if isinstance(smooth, (int, float)) and not isinstance(smooth, bool):
+        return box_sizes.new_full((len(box_sizes), ), float(smooth))
+    return None
+
+
 def normalize_maps(maps: Tensor, eps: float = 1e-12, inplace: bool = False,
                    signed: bool = False) -> Tensor:
     """Scale each map by its largest value (magnitude for signed maps).

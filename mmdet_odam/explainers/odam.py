@@ -8,9 +8,9 @@ from torch import Tensor
 
 from ..registry import EXPLAINERS
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (GRAD_MODES, adaptive_sigmas, feature_to_image,
-                      kernel_radius, normalize_maps, odam_map, paste_in_boxes,
-                      upsample_cells)
+from .heatmap import (GRAD_MODES, feature_to_image, kernel_radius,
+                      normalize_maps, odam_map, paste_in_boxes,
+                      smoothing_sigmas, upsample_cells)
 
 TARGETS = ATTRIBUTES + ('combined', )
 
@@ -265,11 +265,8 @@ class ODAM:
         return feature_to_image(maps, stride, img_shape, ori_shape), None
 
     def _sigmas(self, box_sizes: Tensor, strides: Tensor) -> Optional[Tensor]:
-        if self.smooth != 'adaptive':
-            return None if not isinstance(self.smooth, (int, float)) else \
-                box_sizes.new_full((len(box_sizes), ), float(self.smooth))
-        return adaptive_sigmas(box_sizes, strides, self.sigma_scale,
-                               self.min_sigma)
+        return smoothing_sigmas(self.smooth, box_sizes, strides,
+                                self.sigma_scale, self.min_sigma)
 
     def _pack(self, sample: DetDataSample, results, maps: Tensor,
               targets: Sequence[str], slots: List[int]) -> DetDataSample:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..explainers.adapters import ForwardState
 from ..explainers.adapters.dense import DenseHeadAdapter
-from ..explainers.heatmap import adaptive_sigmas, kernel_radius, odam_map
+from ..explainers.heatmap import kernel_radius, odam_map, smoothing_sigmas
 from ..explainers.odam import crop_windows
 
 
@@ -74,15 +74,6 @@ def resample_to_grid(maps: Tensor, regions: Tensor, img_shape: Sequence[int],
                         gy[:, :, None].expand(-1, -1, out_w)], dim=-1)
     return F.grid_sample(maps[:, None], grid, mode='bilinear',
                          padding_mode='zeros', align_corners=False)[:, 0]
-
-
-def _sigmas(smooth: Union[str, float], box_sizes: Tensor, strides: Tensor,
-            sigma_scale: float, min_sigma: float) -> Optional[Tensor]:
-    if smooth == 'adaptive':
-        return adaptive_sigmas(box_sizes, strides, sigma_scale, min_sigma)
-    if isinstance(smooth, (int, float)) and not isinstance(smooth, bool):
-        return box_sizes.new_full((len(box_sizes), ), float(smooth))
-    return None
 
 
 class CandidateMapper:
@@ -177,9 +168,10 @@ class CandidateMapper:
             dets = piece.pair_index // 5  # one attribute per candidate
             stride = float(strides[piece.level])
             boxes = merged.bboxes[dets]
-            sigmas = _sigmas(self.smooth, boxes[:, 2:] - boxes[:, :2],
-                             boxes.new_full((len(dets), ), stride),
-                             self.sigma_scale, self.min_sigma)
+            sigmas = smoothing_sigmas(
+                self.smooth, boxes[:, 2:] - boxes[:, :2],
+                boxes.new_full((len(dets), ), stride), self.sigma_scale,
+                self.min_sigma)
             margin = kernel_radius(sigmas) if sigmas is not None else 0
             grads = F.pad(piece.grads, (margin, ) * 4)
             offsets = piece.offsets - margin
@@ -236,9 +228,10 @@ class CandidateMapper:
             grads = torch.zeros_like(leaf)
         boxes = rois[:, 1:]
         cells = roi_feats.shape[-1]
-        sigmas = _sigmas(self.smooth, boxes.new_full((len(rois), 2), cells),
-                         boxes.new_ones(len(rois)), self.sigma_scale,
-                         self.min_sigma)
+        # the RoI spans the whole grid: object size = cells, stride = 1
+        sigmas = smoothing_sigmas(
+            self.smooth, boxes.new_full((len(rois), 2), cells),
+            boxes.new_ones(len(rois)), self.sigma_scale, self.min_sigma)
         maps = odam_map(grads, roi_feats,
                         self.smooth if sigmas is not None else 'none', sigmas,
                         self.grad_mode)

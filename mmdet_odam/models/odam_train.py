@@ -44,8 +44,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..explainers.adapters.receptive_field import record_norm_stats
-from ..explainers.heatmap import odam_map
-from .candidate_maps import CandidateMapper, _sigmas, resample_to_grid
+from ..explainers.heatmap import odam_map, smoothing_sigmas
+from .candidate_maps import CandidateMapper, resample_to_grid
 
 NEGATIVE_MODES = ('overlap', 'all')
 
@@ -474,9 +474,10 @@ class OdamTrainLoss(nn.Module):
             if grad is None:
                 continue
             stride = float(pad_h) / feat.shape[-2]
-            sigmas = _sigmas(self.mapper.smooth, boxes[:, 2:] - boxes[:, :2],
-                             boxes.new_full((len(boxes), ), stride),
-                             self.mapper.sigma_scale, self.mapper.min_sigma)
+            sigmas = smoothing_sigmas(
+                self.mapper.smooth, boxes[:, 2:] - boxes[:, :2],
+                boxes.new_full((len(boxes), ), stride),
+                self.mapper.sigma_scale, self.mapper.min_sigma)
             level = odam_map(grad[:, img], feat[img],
                              self.mapper.smooth if sigmas is not None else
                              'none', sigmas, self.mapper.grad_mode)
