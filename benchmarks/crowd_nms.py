@@ -68,10 +68,10 @@ from mmengine.runner import load_checkpoint  # noqa: E402
 from mmdet.registry import DATASETS, METRICS, MODELS  # noqa: E402
 from mmdet_odam.evaluation.crowd_recall import SUBSETS  # noqa: E402
 from mmdet_odam.explainers.adapters.dense import \
-    track_dense_candidates  # noqa: E402
-from mmdet_odam.explainers.adapters.receptive_field import \
-    record_norm_stats  # noqa: E402
+    dense_candidates  # noqa: E402
 from mmdet_odam.models.candidate_maps import CandidateMapper  # noqa: E402
+from mmdet_odam.models.odam_nms import (batched_odam_nms,  # noqa: E402
+                                        build_odam_nms)
 
 CONFIG = 'configs/fcos/fcos_tiny_synthetic-crowdhuman.py'
 ODAM_CONFIG = 'configs/fcos/fcos_tiny_odam-nms_synthetic-crowdhuman.py'
@@ -84,16 +84,7 @@ Candidates = Dict[str, object]  # one image: see collect_candidates
 
 
 def load_odam_nms(odam_config: str, grid_short_edge: Optional[int]):
-    """(``batched_odam_nms``, ``OdamNMS`` of the config) or (None, None).
-
-    None when the Odam-NMS module is missing (then only NMS / Soft-NMS run).
-    """
-    try:
-        from mmdet_odam.models.odam_nms import (batched_odam_nms,
-                                                build_odam_nms)
-    except ImportError as err:
-        print(f'WARNING: Odam-NMS unavailable ({err}); only NMS / Soft-NMS')
-        return None, None
+    """``batched_odam_nms`` and the ``OdamNMS`` of the config."""
     odam_cfg = dict(Config.fromfile(odam_config).model.test_cfg.odam_nms)
     if grid_short_edge is not None:
         odam_cfg['grid_short_edge'] = grid_short_edge
@@ -121,7 +112,7 @@ def build_dataset(cfg: Config, data_root: str):
 
 def collect_candidates(model: torch.nn.Module, dataset,
                        indices: Sequence[int], batch_size: int,
-                       mapper: Optional[CandidateMapper]
+                       mapper: CandidateMapper
                        ) -> Tuple[List[Candidates], Dict[str, float]]:
     """Pre-NMS candidates and their ODAM maps, one dict per image.
 
@@ -130,12 +121,12 @@ def collect_candidates(model: torch.nn.Module, dataset,
         dataset: CrowdHuman-format dataset (test pipeline).
         indices (Sequence[int]): Images to run, in odgt order.
         batch_size (int): Images per forward.
-        mapper (CandidateMapper, optional): Maps are skipped when None.
+        mapper (CandidateMapper): Computes the candidates' ODAM maps.
 
     Returns:
         tuple: Per image ``img_id``, ``ori_shape``, ``bboxes`` (N, 4) in
         original-image pixels, ``scores`` (N, ) (class score x centerness),
-        ``labels`` (N, ), ``maps`` (N, H, W) float16 or None; and total
+        ``labels`` (N, ), ``maps`` (N, H, W) float16; and total
         seconds ``{'detector', 'maps'}``.
     """
     head = model.bbox_head
@@ -149,19 +140,12 @@ def collect_candidates(model: torch.nn.Module, dataset,
             samples = data['data_samples']
             metas = [s.metainfo for s in samples]
             feats = model.extract_feat(data['inputs'])
-            with record_norm_stats(head) as norm_stats:
-                outs = head(feats)
-            # rescale=False: boxes stay in input pixels for the maps
-            with track_dense_candidates(head):
-                cands = head.predict_by_feat(
-                    *outs, batch_img_metas=metas, rescale=False,
-                    with_nms=False)
+            # boxes stay in input pixels for the maps
+            cands, norm_stats = dense_candidates(head, feats, metas)
         t1 = time.perf_counter()
-        maps = [None] * len(cands)
-        if mapper is not None:
-            with torch.enable_grad():  # dY/dA by autograd on detached leaves
-                maps = mapper.dense(head, feats, norm_stats, cands,
-                                    [m['img_shape'] for m in metas])
+        with torch.enable_grad():  # dY/dA by autograd on detached leaves
+            maps = mapper.dense(head, feats, norm_stats, cands,
+                                [m['img_shape'] for m in metas])
         t2 = time.perf_counter()
         times['detector'] += t1 - t0
         times['maps'] += t2 - t1
@@ -171,7 +155,7 @@ def collect_candidates(model: torch.nn.Module, dataset,
                 img_id=meta['img_id'], ori_shape=meta['ori_shape'],
                 bboxes=cand.bboxes.detach() / scale,
                 scores=cand.scores.detach(), labels=cand.labels,
-                maps=None if cmap is None else cmap.detach().half()))
+                maps=cmap.detach().half()))
     return out, times
 
 
@@ -437,7 +421,7 @@ def main():
         args.num_images, len(dataset))
     indices = list(range(num))
     odam_fn, odam = load_odam_nms(args.odam_config, args.grid_short_edge)
-    odam_settings = None if odam is None else dict(
+    odam_settings = dict(
         iou_threshold=odam.iou_threshold, t_high=odam.t_high,
         t_low=odam.t_low, correlation=odam.correlation)
 
@@ -450,8 +434,7 @@ def main():
             sys.exit(f'error: checkpoint not found: {path}')
         model = build_model(cfg, path)
         cands, times = collect_candidates(
-            model, dataset, indices, args.batch_size,
-            None if odam is None else odam.mapper)
+            model, dataset, indices, args.batch_size, odam.mapper)
         det_s, map_s = times['detector'] / num, times['maps'] / num
         counts = [len(c['scores']) for c in cands]
         stats[name] = dict(candidates_mean=float(np.mean(counts)),
@@ -466,13 +449,11 @@ def main():
             ('Soft-NMS', {},
              lambda c: mmcv_nms(c, SOFT_NMS_CFG, max_per_img), False,
              args.soft_config),
+            ('Odam-NMS', dict(t_high=odam.t_high, t_low=odam.t_low),
+             lambda c: odam_nms_post(c, odam_fn, max_per_img,
+                                     **odam_settings), True,
+             args.odam_config),
         ]
-        if odam is not None:
-            methods.append((
-                'Odam-NMS', dict(t_high=odam.t_high, t_low=odam.t_low),
-                lambda c: odam_nms_post(c, odam_fn, max_per_img,
-                                        **odam_settings), True,
-                args.odam_config))
         for method, extra, post, needs_maps, method_cfg in methods:
             samples, nms_s = run_post(cands, post)
             metrics = evaluate(ann_file, samples)
@@ -499,7 +480,7 @@ def main():
                   f'{pct(metrics["mMR"])}  JI {pct(metrics["JI"])}  '
                   f'crowd recall {pct(metrics["recall_crowd"])}  '
                   f'(nms {nms_s / num * 1000:.1f} ms/img{check})')
-        if odam is not None and not args.no_sweep:
+        if not args.no_sweep:
             t0 = time.perf_counter()
             grid = {}
             for t_low in args.t_lows:
@@ -523,8 +504,7 @@ def main():
         config=args.config, odam_config=args.odam_config,
         data_root=args.data_root, num_images=num, checkpoints=dict(ckpts),
         threads=args.threads, nms=NMS_CFG, soft_nms=SOFT_NMS_CFG,
-        odam_nms=odam_settings, grid_short_edge=None if odam is None else
-        odam.mapper.grid_short_edge, max_per_img=max_per_img, stats=stats,
+        odam_nms=odam_settings, grid_short_edge=odam.mapper.grid_short_edge, max_per_img=max_per_img, stats=stats,
         rows=rows,
         sweep={name: [dict(t_low=tl, t_high=th, **m)
                       for (tl, th), m in grid.items()]
@@ -540,9 +520,9 @@ def report(args, num: int, rows: List[dict], sweeps: Dict[str, dict],
            nms_ref: Dict[str, dict], stats: Dict[str, dict], odam,
            elapsed: float) -> str:
     """Markdown report; also draws the sweep figure."""
-    grid_txt = '' if odam is None else (
-        f', maps on a grid with short edge {odam.mapper.grid_short_edge} '
-        f'({odam.correlation} correlation)')
+    grid_txt = (f', maps on a grid with short edge '
+                f'{odam.mapper.grid_short_edge} ({odam.correlation} '
+                'correlation)')
     md = [
         '# Crowd NMS benchmark\n',
         f'Synthetic crowd val (CrowdHuman format), first {num} images; '

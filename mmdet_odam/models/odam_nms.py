@@ -96,8 +96,7 @@ from mmdet.structures.bbox import (bbox2roi, get_box_tensor, get_box_wh,
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..explainers.adapters.dense import track_dense_candidates
-from ..explainers.adapters.receptive_field import record_norm_stats
+from ..explainers.adapters.dense import dense_candidates
 from .candidate_maps import CandidateMapper
 
 CORRELATIONS = ('cosine', 'pearson')
@@ -592,12 +591,8 @@ class OdamNMS:
         # mmdet filters by min_bbox_size after rescaling: do it below
         inner_cfg = copy.deepcopy(cfg)
         inner_cfg['min_bbox_size'] = -1
-        with torch.no_grad(), record_norm_stats(head) as norm_stats:
-            outs = head(feats)
-            with track_dense_candidates(head):
-                candidates = head.predict_by_feat(
-                    *outs, batch_img_metas=metas, cfg=inner_cfg,
-                    rescale=False, with_nms=False)
+        candidates, norm_stats = dense_candidates(head, feats, metas,
+                                                  inner_cfg)
         img_shapes = [meta['img_shape'] for meta in metas]
         results_list = []
         for img_idx, (res, meta) in enumerate(zip(candidates, metas)):

@@ -66,6 +66,35 @@ def track_dense_candidates(head):
         del head._bbox_post_process
 
 
+def dense_candidates(head, feats: Sequence[Tensor],
+                     batch_img_metas: Sequence[dict], cfg=None) -> tuple:
+    """A dense head's pre-NMS candidates, tagged, and its GroupNorm stats.
+
+    Runs the head on ``feats`` and its own post-processing up to NMS (score
+    threshold, ``nms_pre``, score factors; ``rescale=False``,
+    ``with_nms=False``) without a graph.
+
+    Args:
+        head: A ``BaseDenseHead``.
+        feats (Sequence[Tensor]): Neck outputs, each (B, C, H_l, W_l).
+        batch_img_metas (Sequence[dict]): Image metainfo.
+        cfg (ConfigDict, optional): Test config (default: the head's).
+
+    Returns:
+        tuple: Per image ``InstanceData`` (``bboxes`` in input pixels,
+        ``scores``, ``labels``, ``cand_level``, ``cand_index``) and the
+        GroupNorm statistics of the forward (``record_norm_stats``), as
+        :class:`~mmdet_odam.models.CandidateMapper` needs them.
+    """
+    with torch.no_grad(), record_norm_stats(head) as norm_stats:
+        outs = head(feats)
+        with track_dense_candidates(head):
+            candidates = head.predict_by_feat(
+                *outs, batch_img_metas=list(batch_img_metas), cfg=cfg,
+                rescale=False, with_nms=False)
+    return candidates, norm_stats
+
+
 # Attributes that share head outputs: the score reads the class (and score
 # factor) branch, the extents the regression branch, so differentiating the
 # groups separately lets autograd skip the other branch.
