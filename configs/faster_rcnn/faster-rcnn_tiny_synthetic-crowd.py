@@ -10,6 +10,7 @@
 # image; mmcv's CPU RoIAlign backward dominates the step time otherwise).
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/models/tiny_trunk.py',
     '../_base_/datasets/synthetic_crowd_coco.py',
     '../_base_/schedules/tiny_cpu.py',
 ]
@@ -18,31 +19,9 @@ custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
 max_epochs = 13
 
 model = dict(
-    data_preprocessor=dict(
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        _delete_=True,
-        type='ResNet',
-        depth=18,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch',
-        init_cfg=None),
-    neck=dict(
-        _delete_=True,
-        type='FPN',
-        in_channels=[32, 64, 128],
-        out_channels=64,
-        start_level=0,
-        add_extra_convs=False,
-        num_outs=3),
+    data_preprocessor={{_base_.tiny_data_preprocessor}},
+    backbone={{_base_.tiny_backbone}},
+    neck={{_base_.tiny_neck}},
     rpn_head=dict(
         in_channels=64,
         feat_channels=64,
