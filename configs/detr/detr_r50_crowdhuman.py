@@ -7,7 +7,7 @@
 _base_ = [
     '../_base_/models/detr_r50.py',
     '../_base_/datasets/crowdhuman.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/crowdhuman_30e.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
 
@@ -17,10 +17,6 @@ model = dict(
     bbox_head=dict(num_classes=1),
     test_cfg=dict(max_per_img=300))
 
-train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 param_scheduler = [
     dict(
         type='MultiStepLR',
@@ -31,10 +27,8 @@ param_scheduler = [
         gamma=0.1)
 ]
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.0001),
+    optimizer=dict(
+        _delete_=True, type='AdamW', lr=0.0001, weight_decay=0.0001),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(
         custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
-# base_batch_size = 8 GPUs x 2 images
-auto_scale_lr = dict(enable=False, base_batch_size=16)

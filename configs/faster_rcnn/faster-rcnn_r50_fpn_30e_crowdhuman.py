@@ -5,11 +5,10 @@
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     '../_base_/datasets/crowdhuman.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/crowdhuman_30e.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
 
-max_epochs = 30
 model = dict(
     rpn_head=dict(
         anchor_generator=dict(
@@ -25,23 +24,4 @@ model = dict(
             nms=dict(type='nms', iou_threshold=0.5),
             max_per_img=300)))
 
-train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[24, 27],
-        gamma=0.1)
-]
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001))
-# base_batch_size = 8 GPUs x 2 images
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+optim_wrapper = dict(optimizer=dict(lr=0.02))  # MMDetection's R-CNN lr

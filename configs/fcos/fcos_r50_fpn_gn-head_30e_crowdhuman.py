@@ -5,7 +5,7 @@
 _base_ = [
     '../_base_/models/fcos_r50-caffe_fpn_gn-head.py',
     '../_base_/datasets/crowdhuman.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/crowdhuman_30e.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
 
@@ -20,10 +20,7 @@ model = dict(
         nms=dict(type='nms', iou_threshold=0.5),
         max_per_img=500))
 
-train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+# MMDetection's FCOS recipe: constant warm-up, bias lr x2, gradient clipping
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0 / 3, by_epoch=False, begin=0, end=500),
     dict(
@@ -35,9 +32,5 @@ param_scheduler = [
         gamma=0.1)
 ]
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001),
     paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.),
     clip_grad=dict(max_norm=35, norm_type=2))
-# base_batch_size = 8 GPUs x 2 images
-auto_scale_lr = dict(enable=False, base_batch_size=16)
