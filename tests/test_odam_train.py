@@ -278,6 +278,46 @@ def test_dense_maps_of_positives_match_plain_autograd():
         torch.testing.assert_close(maps[k], ref, atol=1e-6, rtol=1e-4)
 
 
+def test_hand_backward_of_the_class_tower_equals_the_patch_autograd(
+        monkeypatch):
+    """With GroupNorm (FCOS), the class-logit gradients run by hand from the
+    recorded ReLU masks equal a patch forward + autograd backward with the
+    same frozen statistics, first- and second-order."""
+    from mmdet_odam.explainers.adapters import dense
+    from mmdet_odam.explainers.adapters.receptive_field import \
+        record_norm_stats
+    from mmdet_odam.models import CandidateMapper
+    model = _build('fcos').eval()
+    feats = [f.detach().requires_grad_()
+             for f in model.extract_feat(torch.randn(2, 3, 96, 128))]
+    head = model.bbox_head
+    assert dense.linear_class_tower(head) is not None
+    with record_norm_stats(head) as stats:
+        head(feats)
+    # cells on every level, including map borders (zero padding)
+    cand = [InstanceData(cand_level=torch.tensor([0, 0, 1, 2]),
+                         cand_index=torch.tensor([0, 77, 40, 11]),
+                         labels=torch.zeros(4, dtype=torch.long),
+                         bboxes=torch.tensor([[0., 0., 20., 30.]] * 4))
+            for _ in range(2)]
+    mapper = CandidateMapper(grid_short_edge=24)
+
+    def maps_and_grad():
+        maps = mapper.dense(head, feats, stats, cand, [(96, 128)] * 2,
+                            create_graph=True)
+        loss = sum(m.pow(2).sum() for m in maps)
+        grad, = torch.autograd.grad(loss, head.cls_convs[0].conv.weight)
+        return maps, grad
+
+    by_hand, grad_by_hand = maps_and_grad()
+    monkeypatch.setattr(dense, 'linear_class_tower', lambda head: None)
+    patch, grad_patch = maps_and_grad()
+    assert all(m.abs().max() > 0 for m in patch)
+    for a, b in zip(by_hand, patch):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(grad_by_hand, grad_patch, atol=1e-6, rtol=1e-4)
+
+
 def test_hook_trains_with_both_losses_logged(synthetic_crowd_root, tmp_path):
     """The Odam-Train FCOS config through MMEngine's Runner (what
     tools/train.py runs), wrapped like a distributed model would be."""

@@ -62,6 +62,16 @@ def gaussian_smooth(grads: Tensor, sigmas: Tensor) -> Tensor:
     delta = torch.zeros_like(kernels)
     delta[:, radius] = 1
     kernels = torch.where(identity[:, None], delta, kernels)
+    if max(height, width) <= SMALL_MAP:
+        # small windows (many detections): two batched products with banded
+        # matrices beat a grouped conv with one group per (sample, channel)
+        # (symmetric kernels: the matrices need no transpose)
+        x = torch.bmm(grads.reshape(num, channels * height, width),
+                      _banded(kernels, radius, width))
+        x = x.reshape(num, channels, height, width).transpose(2, 3)
+        x = torch.bmm(x.reshape(num, channels * width, height),
+                      _banded(kernels, radius, height))
+        return x.reshape(num, channels, width, height).transpose(2, 3)
     # One grouped conv: every (sample, channel) pair is its own group.
     kernels = kernels.repeat_interleave(channels, dim=0)  # (N*C, k)
     x = grads.reshape(1, num * channels, height, width)
@@ -70,6 +80,18 @@ def gaussian_smooth(grads: Tensor, sigmas: Tensor) -> Tensor:
     x = F.conv2d(x, kernels[:, None, None, :], padding=(0, radius),
                  groups=num * channels)
     return x.reshape(num, channels, height, width)
+
+
+# Side length up to which gaussian_smooth uses banded matrix products.
+SMALL_MAP = 48
+
+
+def _banded(kernels: Tensor, radius: int, size: int) -> Tensor:
+    """(N, size, size) matrices applying each 1-D kernel with zero padding."""
+    taps = torch.arange(size, device=kernels.device)
+    offset = taps[:, None] - taps[None] + radius  # (size, size)
+    inside = (offset >= 0) & (offset <= 2 * radius)
+    return kernels[:, offset.clamp(0, 2 * radius)] * inside
 
 
 def global_average(grads: Tensor) -> Tensor:

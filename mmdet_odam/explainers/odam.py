@@ -55,6 +55,42 @@ def paste_windows(maps: Tensor, offsets: Tensor,
     return canvas[:, pad:pad + big_h, pad:pad + big_w]
 
 
+def window_odam_maps(grads: Tensor, offsets: Tensor, feat: Tensor,
+                     image_index: Union[int, Tensor], sigmas: Optional[Tensor],
+                     smooth: Union[str, float], grad_mode: str) -> tuple:
+    """ODAM maps of gradient windows on their own windows of a feature map.
+
+    Each window is padded by the Gaussian's radius first, so that smoothing
+    spreads the gradient beyond the receptive field as on the full map.
+
+    Args:
+        grads (Tensor): Gradient windows (M, C, h, w).
+        offsets (Tensor): (y0, x0) of each window on the level grid, (M, 2).
+        feat (Tensor): The level's activations (B, C, H, W).
+        image_index (int | Tensor): Image of all windows, or of each (M, ).
+        sigmas (Tensor | None): Per-window sigma in cells (None: no Gaussian).
+        smooth (str | float): Phi (``'adaptive'``, a sigma or ``'none'``).
+        grad_mode (str): See ``weighted_activation_map``.
+
+    Returns:
+        tuple[Tensor, Tensor]: Maps (M, h + 2r, w + 2r) and their offsets.
+    """
+    margin = kernel_radius(sigmas) if sigmas is not None else 0
+    grads = F.pad(grads, (margin, ) * 4)
+    offsets = offsets - margin
+    # the attributes of one detection share a window: crop each window once
+    image_col = image_index if isinstance(image_index, Tensor) else \
+        offsets.new_full((len(offsets), ), image_index)
+    keys, inverse = torch.unique(
+        torch.cat([image_col[:, None], offsets], dim=1), dim=0,
+        return_inverse=True)
+    acts = crop_windows(feat, keys[:, 0], keys[:, 1:], grads.shape[-2:])
+    maps = odam_map(grads, acts.index_select(0, inverse),
+                    smooth if sigmas is not None else 'none', sigmas,
+                    grad_mode)
+    return maps, offsets
+
+
 @EXPLAINERS.register_module()
 class ODAM:
     """Object Detector Activation Maps.
@@ -242,8 +278,6 @@ class ODAM:
         stride = state.strides[piece.level]
         sigmas = self._sigmas(box_sizes, box_sizes.new_full(
             (len(box_sizes), ), float(stride)))
-        margin = kernel_radius(sigmas) if self.smooth not in (
-            'none', 'global') else 0
         feat = state.activations[piece.level].detach()
         full = piece.grads.shape[-2:] == feat.shape[-2:] and \
             not bool(piece.offsets.any())
@@ -253,10 +287,9 @@ class ODAM:
             maps = odam_map(grads, feat[img_idx], self.smooth, sigmas,
                             self.grad_mode)
         else:
-            grads = F.pad(piece.grads, (margin, ) * 4)
-            offsets = piece.offsets - margin
-            acts = crop_windows(feat, img_idx, offsets, grads.shape[-2:])
-            maps = odam_map(grads, acts, self.smooth, sigmas, self.grad_mode)
+            maps, offsets = window_odam_maps(
+                piece.grads, piece.offsets, feat, img_idx, sigmas,
+                self.smooth, self.grad_mode)
             if tuple(ori_shape[:2]) == tuple(img_shape[:2]):
                 # upsample only the windows: the rest of each map is zero
                 return (upsample_cells(maps, stride, margin=True),

@@ -8,7 +8,7 @@ backward (dense heads: receptive-field patches; R-CNN: RoI features, which are
 independent per RoI) and treated as a constant; the activations A may stay in
 the autograd graph so that a loss on the maps reaches the features.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,8 @@ from torch import Tensor
 
 from ..explainers.adapters import ForwardState
 from ..explainers.adapters.dense import DenseHeadAdapter
-from ..explainers.heatmap import kernel_radius, odam_map, smoothing_sigmas
-from ..explainers.odam import crop_windows
+from ..explainers.heatmap import odam_map, smoothing_sigmas
+from ..explainers.odam import window_odam_maps
 
 
 def common_grid_size(img_shape: Sequence[int],
@@ -172,17 +172,12 @@ class CandidateMapper:
                 self.smooth, boxes[:, 2:] - boxes[:, :2],
                 boxes.new_full((len(dets), ), stride), self.sigma_scale,
                 self.min_sigma)
-            margin = kernel_radius(sigmas) if sigmas is not None else 0
-            grads = F.pad(piece.grads, (margin, ) * 4)
-            offsets = piece.offsets - margin
             images = merged.img_index[dets]
-            acts = crop_windows(feats[piece.level], images, offsets,
-                                grads.shape[-2:])
-            window_maps = odam_map(grads, acts, self.smooth
-                                   if sigmas is not None else 'none', sigmas,
-                                   self.grad_mode)
+            window_maps, offsets = window_odam_maps(
+                piece.grads, piece.offsets, feats[piece.level], images, sigmas,
+                self.smooth, self.grad_mode)
             top_left = offsets.flip(1).to(window_maps.dtype) * stride
-            size = grads.new_tensor(grads.shape[-1:-3:-1]) * stride
+            size = window_maps.new_tensor(window_maps.shape[-1:-3:-1]) * stride
             regions = torch.cat([top_left, top_left + size], dim=1)
             for img in images.unique().tolist():
                 sel = (images == img).nonzero()[:, 0]

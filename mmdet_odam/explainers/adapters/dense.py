@@ -15,17 +15,18 @@ image so that border boxes keep a gradient).
 import inspect
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.dense_heads import base_dense_head
 from torch import Tensor, nn
 
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
-from .receptive_field import (can_use_patches, frozen_norms, patch_windows,
-                              receptive_radius, record_norm_stats)
+from .receptive_field import (can_use_patches, class_tower_gradients,
+                              frozen_norms, is_square_odd_conv, linear_tower,
+                              patch_windows, receptive_radius,
+                              record_norm_stats)
 
 
 @contextmanager
@@ -148,14 +149,24 @@ def attribute_gradients(outputs: List[Tensor], leaves: List[Tensor],
 CLASS_OUTPUT_NAMES = ('conv_cls', 'retina_cls', 'atss_cls', 'gfl_cls')
 
 
-def class_branch(head) -> Optional[Callable[[Tensor], Tensor]]:
-    """The head's classification tower alone (``cls_convs`` then its class
-    conv), or None when the head is not laid out that way."""
+def class_tower(head) -> Optional[Tuple[nn.ModuleList, nn.Conv2d]]:
+    """The head's classification tower (``cls_convs``) and the class output
+    conv reading it, or None when the head is not laid out that way."""
     convs = getattr(head, 'cls_convs', None)
     output = next((getattr(head, name) for name in CLASS_OUTPUT_NAMES
                    if isinstance(getattr(head, name, None), nn.Module)), None)
     if convs is None or output is None:
         return None
+    return convs, output
+
+
+def class_branch(head) -> Optional[Callable[[Tensor], Tensor]]:
+    """The head's classification tower alone (``cls_convs`` then its class
+    conv), or None when the head is not laid out that way."""
+    tower = class_tower(head)
+    if tower is None:
+        return None
+    convs, output = tower
 
     def run(x: Tensor) -> Tensor:
         for layer in convs:
@@ -163,6 +174,16 @@ def class_branch(head) -> Optional[Callable[[Tensor], Tensor]]:
         return output(x)
 
     return run
+
+
+def linear_class_tower(head) -> Optional[Tuple[list, nn.Conv2d]]:
+    """The class tower when :func:`class_tower_gradients` can run it by hand
+    (ConvModule conv-GN-ReLU layers and a plain output conv), else None."""
+    tower = class_tower(head)
+    if tower is None or not is_square_odd_conv(tower[1]):
+        return None
+    layers = linear_tower(tower[0])
+    return None if layers is None else (layers, tower[1])
 
 
 def forward_level(head, x: Tensor, level: int) -> tuple:
@@ -333,14 +354,30 @@ class DenseHeadAdapter(DetectorAdapter):
         # a class logit alone needs only the classification tower
         class_only = class_branch(head) if (
             list(attr_ids) == [0] and self.score_target == 'logit') else None
-        leaves, outputs, metas = [], [], []
+        linear = linear_class_tower(head) if class_only else None
+        stats = state.extras['norm_stats']
+        leaves, outputs, metas, out = [], [], [], []
         for level in levels.unique().tolist():
             sel = (levels == level).nonzero()[:, 0]
             feat = state.activations[level].detach()
+            if linear is not None and len(stats[linear[0][0]]) > level:
+                # class logit through a conv-GN-ReLU tower: backward by hand
+                # from the recorded ReLU masks, no patch forward
+                with torch.set_grad_enabled(create_graph):
+                    grads = class_tower_gradients(
+                        *linear, stats, level, images[sel], row[sel],
+                        col[sel], anchor[sel] * head.cls_out_channels +
+                        res.labels[det_ids[sel]], *feat.shape[-2:])
+                out.append(LevelGradients(
+                    level=level, grads=grads,
+                    offsets=torch.stack([row[sel], col[sel]], dim=1) -
+                    (grads.shape[-1] - 1) // 2,
+                    pair_index=det_ids[sel] * num_attrs))
+                continue
             patches, masks = patch_windows(
                 feat, images[sel], row[sel], col[sel], radius)
             patches.requires_grad_()
-            with frozen_norms(head, state.extras['norm_stats'], level,
+            with frozen_norms(head, stats, level,
                               images[sel], masks):
                 level_outs = [class_only(patches)] if class_only else \
                     forward_level(head, patches, level)
@@ -362,9 +399,10 @@ class DenseHeadAdapter(DetectorAdapter):
             leaves.append(patches)
             outputs.append(scalars)
             metas.append((level, sel, attr_t.repeat_interleave(len(sel))))
+        if not leaves:
+            return out
         grads = attribute_gradients(outputs, leaves, list(attr_ids),
                                     create_graph)
-        out = []
         for (level, sel, own_attr), grad in zip(metas, grads):
             reps = sel.repeat(copies)
             offsets = torch.stack([row[reps], col[reps]], dim=1) - radius

@@ -7,10 +7,12 @@ map to reproduce zero padding; GroupNorm statistics frozen at the full map's)
 gives each detection's gradient from a single backward pass.
 """
 from contextlib import contextmanager
-from typing import Dict, List, Tuple
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 from mmdet.models.dense_heads import AnchorFreeHead, AnchorHead
 from torch import Tensor, nn
 
@@ -67,21 +69,32 @@ def group_norm_stats(x: Tensor, num_groups: int) -> Tuple[Tensor, Tensor]:
 
 @contextmanager
 def record_norm_stats(head: nn.Module):
-    """Record GroupNorm statistics of each call (one call per level).
+    """Record what a patch backward needs from the head's full-map forward.
+
+    For every GroupNorm, its statistics; for every ConvModule, the mask of its
+    positive outputs (its ReLU's derivative, used by
+    :func:`class_tower_gradients`). One entry per call, i.e. per level.
 
     Yields:
-        dict: ``{module: [(mean, var) per level]}``, each (B, G).
+        dict: ``{GroupNorm: [(mean, var) per level]}``, each (B, G), and
+        ``{ConvModule: [mask per level]}``, each (B, C, H, W) bool.
     """
     stats: Dict[nn.Module, list] = {}
     handles = []
+
+    def norm_hook(mod, args, _out):
+        stats[mod].append(group_norm_stats(args[0], mod.num_groups))
+
+    def mask_hook(mod, _args, out):
+        stats[mod].append(out.detach() > 0)
+
     for module in head.modules():
         if isinstance(module, nn.GroupNorm):
             stats[module] = []
-
-            def hook(mod, args, _out):
-                stats[mod].append(group_norm_stats(args[0], mod.num_groups))
-
-            handles.append(module.register_forward_hook(hook))
+            handles.append(module.register_forward_hook(norm_hook))
+        elif isinstance(module, ConvModule):
+            stats[module] = []
+            handles.append(module.register_forward_hook(mask_hook))
     try:
         yield stats
     finally:
@@ -89,28 +102,29 @@ def record_norm_stats(head: nn.Module):
             handle.remove()
 
 
-def frozen_group_norm(x: Tensor, module: nn.GroupNorm, mean: Tensor,
-                      var: Tensor) -> Tensor:
-    """GroupNorm with given statistics.
+def frozen_group_norm_affine(module: nn.GroupNorm, mean: Tensor,
+                             var: Tensor) -> Tuple[Tensor, Tensor]:
+    """GroupNorm with given statistics as a per-channel affine map.
+
+    ``GN(x) = x * scale + shift`` with ``scale = gamma / sqrt(var + eps)`` and
+    ``shift = beta - mean * scale``; both stay differentiable w.r.t. the
+    module's affine parameters (second-order training losses).
 
     Args:
-        x (Tensor): Input (N, C, h, w).
         module (nn.GroupNorm): Provides groups, eps and the affine parameters.
         mean (Tensor): (N, G) means; var (Tensor): (N, G) variances.
 
     Returns:
-        Tensor: Normalised x, (N, C, h, w).
+        tuple[Tensor, Tensor]: ``scale`` and ``shift``, each (N, C, 1, 1).
     """
-    n, c, h, w = x.shape
-    g = module.num_groups
-    xg = x.reshape(n, g, c // g, h, w)
-    xg = (xg - mean[:, :, None, None, None]) * torch.rsqrt(
-        var[:, :, None, None, None] + module.eps)
-    out = xg.reshape(n, c, h, w)
+    per_group = module.num_channels // module.num_groups
+    rstd = torch.rsqrt(var + module.eps).repeat_interleave(per_group, dim=1)
+    mean = mean.repeat_interleave(per_group, dim=1)
+    scale, shift = rstd, -mean * rstd
     if module.affine:
-        out = out * module.weight[None, :, None, None] + \
-            module.bias[None, :, None, None]
-    return out
+        scale = scale * module.weight[None]
+        shift = shift * module.weight[None] + module.bias[None]
+    return scale[..., None, None], shift[..., None, None]
 
 
 def _centre_crop(x: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -136,7 +150,8 @@ def frozen_norms(head: nn.Module, stats: Dict[nn.Module, list], level: int,
         batch_index (Tensor): Image of each patch, (P, ).
         masks (Tensor): 1 inside the feature map, 0 outside, (P, 1, p, p).
     """
-    handles, paddings = [], {}
+    handles, paddings, norms = [], {}, []
+    inside = bool(masks.all())
 
     def mask_input(_mod, args):
         x = args[0]
@@ -145,16 +160,17 @@ def frozen_norms(head: nn.Module, stats: Dict[nn.Module, list], level: int,
     for module in head.modules():
         if isinstance(module, nn.GroupNorm):
             mean, var = stats[module][level]
-
-            def norm_hook(mod, args, _out, mean=mean, var=var):
-                return frozen_group_norm(args[0], mod, mean[batch_index],
-                                         var[batch_index])
-
-            handles.append(module.register_forward_hook(norm_hook))
+            scale, shift = frozen_group_norm_affine(
+                module, mean[batch_index], var[batch_index])
+            # replaces the module's forward (an instance attribute) instead of
+            # hooking its output, so the live statistics are never computed
+            norms.append(module)
+            module.forward = partial(torch.addcmul, shift, tensor2=scale)
         elif isinstance(module, nn.Conv2d):
             paddings[module] = module.padding
             module.padding = (0, 0)
-            handles.append(module.register_forward_pre_hook(mask_input))
+            if not inside:  # patches reaching past the map's border
+                handles.append(module.register_forward_pre_hook(mask_input))
     try:
         yield
     finally:
@@ -162,6 +178,8 @@ def frozen_norms(head: nn.Module, stats: Dict[nn.Module, list], level: int,
             handle.remove()
         for module, padding in paddings.items():
             module.padding = padding
+        for module in norms:
+            del module.forward
 
 
 def patch_windows(feat: Tensor, batch: Tensor, row: Tensor, col: Tensor,
@@ -190,3 +208,87 @@ def patch_windows(feat: Tensor, batch: Tensor, row: Tensor, col: Tensor,
     valid_c = (cols - radius >= 0) & (cols - radius < width)
     masks = (valid_r[:, :, None] & valid_c[:, None, :])[:, None].to(feat.dtype)
     return windows, masks
+
+
+def linear_tower(convs: Sequence[nn.Module]) -> Optional[List[ConvModule]]:
+    """The layers of a conv tower whose backward :func:`class_tower_gradients`
+    can run by hand, or None.
+
+    Each layer must be a ``ConvModule`` ordered conv -> norm -> act with a
+    3x3-or-odd, stride-1, ungrouped conv, a GroupNorm (or no norm) and a ReLU
+    (or no activation).
+    """
+    layers = []
+    for layer in convs:
+        if not isinstance(layer, ConvModule) or \
+                tuple(layer.order) != ('conv', 'norm', 'act'):
+            return None
+        conv = layer.conv
+        if not is_square_odd_conv(conv):
+            return None
+        if layer.with_norm and not isinstance(layer.norm, nn.GroupNorm):
+            return None
+        if layer.with_activation and not isinstance(layer.activate, nn.ReLU):
+            return None
+        layers.append(layer)
+    return layers
+
+
+def is_square_odd_conv(conv: nn.Module) -> bool:
+    """A plain, ungrouped, stride-1 conv with a square odd kernel."""
+    return type(conv) is nn.Conv2d and conv.groups == 1 and \
+        tuple(conv.stride) == (1, 1) and conv.kernel_size[0] % 2 == 1 and \
+        conv.kernel_size[0] == conv.kernel_size[1] and \
+        conv.dilation[0] == conv.dilation[1]
+
+
+def _crop(maps: Tensor, batch: Tensor, row: Tensor, col: Tensor,
+          radius: int) -> Tensor:
+    """(2r+1)^2 windows of (B, C, H, W) maps centred on cells, zero outside
+    (boolean maps come back as 0/1 floats)."""
+    return patch_windows(maps.float() if maps.dtype == torch.bool else maps,
+                         batch, row, col, radius)[0]
+
+
+def class_tower_gradients(layers: Sequence[ConvModule], output: nn.Conv2d,
+                          stats: Dict[nn.Module, list], level: int,
+                          batch: Tensor, row: Tensor, col: Tensor,
+                          channel: Tensor, height: int, width: int) -> Tensor:
+    """Gradient of class-output channels w.r.t. the tower input, by hand.
+
+    With GroupNorm statistics frozen (as the patch forward) the tower is
+    piecewise linear, so the gradient of ``output[channel]`` at cell
+    (row, col) is the output conv's filter, masked by each layer's recorded
+    ReLU mask and scaled by its norm, carried back by transposed convs. This
+    needs no patch forward and batches every candidate into one transposed
+    conv per layer. Differentiable w.r.t. the weights (second-order losses).
+
+    Args:
+        layers (Sequence[ConvModule]): The tower (:func:`linear_tower`).
+        output (nn.Conv2d): The class output conv reading the tower.
+        stats (dict): Recorded by :func:`record_norm_stats` on the full map.
+        level (int): Level of all candidates.
+        batch, row, col (Tensor): Image and cell of each candidate, (M, ).
+        channel (Tensor): Output channel explained per candidate, (M, ).
+        height, width (int): Size of the level's map.
+
+    Returns:
+        Tensor: dY/dA on (M, C, 2R+1, 2R+1) windows centred on each cell.
+    """
+    grad = output.weight[channel]  # (M, C, k, k): dY / d(tower output)
+    radius = (output.kernel_size[0] - 1) // 2 * output.dilation[0]
+    for layer in reversed(layers):
+        if layer.with_activation:  # the ReLU's derivative
+            grad = grad * _crop(stats[layer][level], batch, row, col, radius)
+        if layer.with_norm:
+            mean, var = stats[layer.norm][level]
+            scale, _ = frozen_group_norm_affine(layer.norm, mean[batch],
+                                                var[batch])
+            grad = grad * scale
+        conv = layer.conv
+        grad = F.conv_transpose2d(grad, conv.weight, dilation=conv.dilation)
+        radius += (conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
+    # the map's zero padding does not depend on the features
+    inside = _crop(grad.new_ones((1, 1, height, width)),
+                   torch.zeros_like(batch), row, col, radius)
+    return grad * inside
