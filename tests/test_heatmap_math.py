@@ -140,3 +140,15 @@ def test_upsampled_window_equals_the_same_part_of_the_whole_map():
     rest = full.clone()
     rest[top:top + part.shape[0], left:left + part.shape[1]] = 0
     assert rest.abs().max() == 0  # nothing of the window spills further
+
+
+@pytest.mark.parametrize('size', [(7, 7), (60, 50)])  # banded / conv path
+def test_gaussian_smooth_with_pad_equals_smoothing_the_padded_map(size):
+    torch.manual_seed(0)
+    grads = torch.randn(3, 4, *size)
+    sigmas = torch.tensor([0.0, 0.7, 1.6])
+    padded = torch.nn.functional.pad(grads, (5, ) * 4)
+    out = gaussian_smooth(grads, sigmas, pad=5)
+    assert out.shape == padded.shape
+    torch.testing.assert_close(out, gaussian_smooth(padded, sigmas),
+                               atol=1e-6, rtol=1e-5)

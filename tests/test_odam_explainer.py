@@ -293,3 +293,16 @@ def test_roi_features_explain_faster_rcnn_inside_the_roi(models, image):
         outside[:, max(int(y1) - 1, 0):int(y2) + 2,
                 max(int(x1) - 1, 0):int(x2) + 2] = 0
         assert outside.abs().max() < 1e-6  # RoI maps live in their box
+
+
+def test_recorded_group_norm_statistics_match_their_definition():
+    from mmdet_odam.explainers.adapters.receptive_field import \
+        group_norm_stats
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 6) * 3 + 1
+    x[1, :4] = 2.5  # a constant group: variance exactly zero
+    mean, var = group_norm_stats(x, num_groups=2)
+    grouped = x.reshape(2, 2, -1)
+    torch.testing.assert_close(mean, grouped.mean(-1))
+    torch.testing.assert_close(var, grouped.var(-1, unbiased=False))
+    assert var[1, 0] == 0

@@ -37,7 +37,7 @@ def kernel_radius(sigmas: Union[Tensor, float]) -> int:
     return max(int(math.ceil(TRUNCATE * max_sigma)), 0)
 
 
-def gaussian_smooth(grads: Tensor, sigmas: Tensor) -> Tensor:
+def gaussian_smooth(grads: Tensor, sigmas: Tensor, pad: int = 0) -> Tensor:
     """Separable Gaussian smoothing with one sigma per sample (the paper's Phi).
 
     The gradient outside the map is zero, so zero padding is exact here.
@@ -46,50 +46,52 @@ def gaussian_smooth(grads: Tensor, sigmas: Tensor) -> Tensor:
         grads (Tensor): Gradient maps, shape (N, C, H, W).
         sigmas (Tensor): Per-sample sigma in cells, shape (N, ). Values <= 0
             leave that sample unchanged.
+        pad (int): Zero cells added on every side before smoothing, so that
+            the result also covers where the gradient spreads to.
 
     Returns:
-        Tensor: Smoothed maps, shape (N, C, H, W).
+        Tensor: Smoothed maps, shape (N, C, H + 2 * pad, W + 2 * pad).
     """
     num, channels, height, width = grads.shape
-    if num == 0:
-        return grads
     sigmas = sigmas.to(grads)
     identity = sigmas <= 0
     radius = kernel_radius(sigmas.clamp(min=1e-6))
-    if radius == 0 or bool(identity.all()):
-        return grads
+    if num == 0 or radius == 0 or bool(identity.all()):
+        return F.pad(grads, (pad, ) * 4) if pad else grads
     kernels = gaussian_kernels_1d(sigmas.clamp(min=1e-6), radius)
     delta = torch.zeros_like(kernels)
     delta[:, radius] = 1
     kernels = torch.where(identity[:, None], delta, kernels)
-    if max(height, width) <= SMALL_MAP:
-        # small windows (many detections): two batched products with banded
-        # matrices beat a grouped conv with one group per (sample, channel)
-        # (symmetric kernels: the matrices need no transpose)
-        x = torch.bmm(grads.reshape(num, channels * height, width),
-                      _banded(kernels, radius, width))
-        x = x.reshape(num, channels, height, width).transpose(2, 3)
-        x = torch.bmm(x.reshape(num, channels * width, height),
-                      _banded(kernels, radius, height))
-        return x.reshape(num, channels, width, height).transpose(2, 3)
+    out_h, out_w = height + 2 * pad, width + 2 * pad
+    if max(out_h, out_w) <= SMALL_MAP:
+        # small windows (many detections): products with banded matrices,
+        # channels innermost, beat a grouped conv with one group per (sample,
+        # channel); the result keeps that channels-last memory layout
+        x = grads.permute(0, 2, 3, 1).reshape(num, height, width * channels)
+        x = torch.bmm(_banded(kernels, radius, height, pad), x)
+        x = _banded(kernels, radius, width, pad)[:, None] @ \
+            x.reshape(num, out_h, width, channels)
+        return x.permute(0, 3, 1, 2)
     # One grouped conv: every (sample, channel) pair is its own group.
     kernels = kernels.repeat_interleave(channels, dim=0)  # (N*C, k)
-    x = grads.reshape(1, num * channels, height, width)
+    x = F.pad(grads, (pad, ) * 4).reshape(1, num * channels, out_h, out_w)
     x = F.conv2d(x, kernels[:, None, :, None], padding=(radius, 0),
                  groups=num * channels)
     x = F.conv2d(x, kernels[:, None, None, :], padding=(0, radius),
                  groups=num * channels)
-    return x.reshape(num, channels, height, width)
+    return x.reshape(num, channels, out_h, out_w)
 
 
 # Side length up to which gaussian_smooth uses banded matrix products.
 SMALL_MAP = 48
 
 
-def _banded(kernels: Tensor, radius: int, size: int) -> Tensor:
-    """(N, size, size) matrices applying each 1-D kernel with zero padding."""
-    taps = torch.arange(size, device=kernels.device)
-    offset = taps[:, None] - taps[None] + radius  # (size, size)
+def _banded(kernels: Tensor, radius: int, size: int, pad: int = 0) -> Tensor:
+    """(N, size + 2 pad, size) matrices applying each 1-D kernel to a signal
+    zero-padded by ``pad`` (and by the kernel's radius beyond)."""
+    rows = torch.arange(size + 2 * pad, device=kernels.device)
+    cols = torch.arange(size, device=kernels.device)
+    offset = rows[:, None] - cols[None] - pad + radius
     inside = (offset >= 0) & (offset <= 2 * radius)
     return kernels[:, offset.clamp(0, 2 * radius)] * inside
 

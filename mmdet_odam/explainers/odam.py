@@ -8,9 +8,10 @@ from torch import Tensor
 
 from ..registry import EXPLAINERS
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (GRAD_MODES, feature_to_image, kernel_radius,
-                      normalize_maps, odam_map, paste_in_boxes,
-                      smoothing_sigmas, upsample_cells)
+from .heatmap import (GRAD_MODES, feature_to_image, gaussian_smooth,
+                      kernel_radius, normalize_maps, odam_map, paste_in_boxes,
+                      smoothing_sigmas, upsample_cells,
+                      weighted_activation_map)
 
 TARGETS = ATTRIBUTES + ('combined', )
 
@@ -69,14 +70,16 @@ def window_odam_maps(grads: Tensor, offsets: Tensor, feat: Tensor,
         feat (Tensor): The level's activations (B, C, H, W).
         image_index (int | Tensor): Image of all windows, or of each (M, ).
         sigmas (Tensor | None): Per-window sigma in cells (None: no Gaussian).
-        smooth (str | float): Phi (``'adaptive'``, a sigma or ``'none'``).
+        smooth (str | float): Phi (``'adaptive'``, a sigma or ``'none'``);
+            only documents ``sigmas`` (None means ``'none'``).
         grad_mode (str): See ``weighted_activation_map``.
 
     Returns:
         tuple[Tensor, Tensor]: Maps (M, h + 2r, w + 2r) and their offsets.
     """
     margin = kernel_radius(sigmas) if sigmas is not None else 0
-    grads = F.pad(grads, (margin, ) * 4)
+    weights = gaussian_smooth(grads, sigmas, pad=margin) \
+        if sigmas is not None else grads
     offsets = offsets - margin
     # the attributes of one detection share a window: crop each window once
     image_col = image_index if isinstance(image_index, Tensor) else \
@@ -84,10 +87,12 @@ def window_odam_maps(grads: Tensor, offsets: Tensor, feat: Tensor,
     keys, inverse = torch.unique(
         torch.cat([image_col[:, None], offsets], dim=1), dim=0,
         return_inverse=True)
-    acts = crop_windows(feat, keys[:, 0], keys[:, 1:], grads.shape[-2:])
-    maps = odam_map(grads, acts.index_select(0, inverse),
-                    smooth if sigmas is not None else 'none', sigmas,
-                    grad_mode)
+    if len(keys) == len(offsets):  # no shared windows: crop in order
+        acts = crop_windows(feat, image_col, offsets, weights.shape[-2:])
+    else:
+        acts = crop_windows(feat, keys[:, 0], keys[:, 1:],
+                            weights.shape[-2:]).index_select(0, inverse)
+    maps = weighted_activation_map(weights, acts, grad_mode)
     return maps, offsets
 
 

@@ -62,9 +62,13 @@ def can_use_patches(head: nn.Module) -> bool:
 
 def group_norm_stats(x: Tensor, num_groups: int) -> Tuple[Tensor, Tensor]:
     """Per-(sample, group) mean and biased variance, each (N, G)."""
-    grouped = x.detach().reshape(x.shape[0], num_groups, -1)
-    var, mean = torch.var_mean(grouped, dim=-1, unbiased=False)  # one pass
-    return mean, var
+    x = x.detach()
+    # GroupNorm's own kernel: several times faster than torch.var_mean here
+    # (eps=0 so that the variance comes back exactly; the output is unused)
+    _, mean, rstd = torch.native_group_norm(
+        x, None, None, x.shape[0], x.shape[1], x[0, 0].numel(), num_groups,
+        0.0)
+    return mean, rstd.pow(-2)
 
 
 @contextmanager
