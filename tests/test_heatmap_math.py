@@ -152,3 +152,26 @@ def test_gaussian_smooth_with_pad_equals_smoothing_the_padded_map(size):
     assert out.shape == padded.shape
     torch.testing.assert_close(out, gaussian_smooth(padded, sigmas),
                                atol=1e-6, rtol=1e-5)
+
+
+def test_weighted_map_is_the_same_for_channels_last_inputs():
+    torch.manual_seed(0)
+    weights, acts = torch.randn(4, 6, 5, 7), torch.randn(4, 6, 5, 7)
+    expected = torch.relu((weights * acts).sum(1))
+    last = [t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+            for t in (weights, acts)]
+    assert last[0].stride(1) == 1  # takes the einsum branch
+    torch.testing.assert_close(weighted_activation_map(*last), expected)
+
+
+@pytest.mark.parametrize('shape,stride', [((3, 1, 1), 4), ((2, 5, 9), 3),
+                                          ((4, 13, 13), 8)])
+def test_upsampling_small_maps_matches_torch_bilinear(shape, stride):
+    torch.manual_seed(0)
+    maps = torch.rand(*shape)
+    padded = torch.nn.functional.pad(maps[:, None], (1, 1, 1, 1))
+    expected = torch.nn.functional.interpolate(
+        padded, scale_factor=stride, mode='bilinear',
+        align_corners=False)[:, 0]
+    torch.testing.assert_close(upsample_cells(maps, stride, margin=True),
+                               expected, atol=1e-6, rtol=1e-5)

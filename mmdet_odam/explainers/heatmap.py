@@ -155,7 +155,13 @@ def weighted_activation_map(weights: Tensor, activations: Tensor,
     if grad_mode not in GRAD_MODES:
         raise ValueError(f'unknown grad_mode {grad_mode!r}; choose from '
                          f'{GRAD_MODES}')
-    signed = (weights * activations).sum(dim=1)
+    if weights.stride(1) == 1 and activations.stride(-3) == 1:
+        # channels innermost in memory (small windows): einsum contracts them
+        # as a batched matrix product, several times faster than mul + sum
+        signed = torch.einsum('nchw,nchw->nhw' if activations.dim() == 4
+                              else 'nchw,chw->nhw', weights, activations)
+    else:
+        signed = (weights * activations).sum(dim=1)
     if grad_mode == 'pos_relu':
         return signed.clamp(min=0)
     if grad_mode == 'neg_relu':
@@ -272,10 +278,33 @@ def upsample_cells(maps: Tensor, stride: int, margin: bool = False) -> Tensor:
         ``margin``.
     """
     height, width = maps.shape[-2:]
-    x = F.pad(maps[:, None], (1, 1, 1, 1))
-    x = F.interpolate(x, size=((height + 2) * stride, (width + 2) * stride),
-                      mode='bilinear', align_corners=False)[:, 0]
+    x = F.pad(maps, (1, 1, 1, 1))
+    out_h, out_w = (height + 2) * stride, (width + 2) * stride
+    if max(height, width) <= SMALL_MAP:
+        # many small windows: two batched products with interpolation
+        # matrices are several times faster than F.interpolate
+        x = bilinear_matrix(height + 2, out_h, x)[None] @ x @ \
+            bilinear_matrix(width + 2, out_w, x).T[None]
+    else:
+        x = F.interpolate(x[:, None], size=(out_h, out_w), mode='bilinear',
+                          align_corners=False)[:, 0]
     return x if margin else x[:, stride:-stride, stride:-stride]
+
+
+def bilinear_matrix(in_size: int, out_size: int, like: Tensor) -> Tensor:
+    """(out_size, in_size) matrix of 1-D linear resampling, as
+    ``F.interpolate(mode='bilinear', align_corners=False)`` does it."""
+    scale = in_size / out_size
+    src = ((torch.arange(out_size, device=like.device, dtype=like.dtype) +
+            0.5) * scale - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=in_size - 1)
+    high = (low + 1).clamp(max=in_size - 1)
+    frac = src - low.to(src.dtype)
+    matrix = like.new_zeros((out_size, in_size))
+    rows = torch.arange(out_size, device=like.device)
+    matrix.index_put_((rows, low), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, high), frac, accumulate=True)
+    return matrix
 
 
 def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
