@@ -175,3 +175,8 @@ def test_upsampling_small_maps_matches_torch_bilinear(shape, stride):
         align_corners=False)[:, 0]
     torch.testing.assert_close(upsample_cells(maps, stride, margin=True),
                                expected, atol=1e-6, rtol=1e-5)
+
+
+def test_gaussian_smooth_of_no_maps_keeps_the_padded_shape():
+    out = gaussian_smooth(torch.zeros(0, 3, 5, 5), torch.zeros(0), pad=2)
+    assert out.shape == (0, 3, 9, 9)

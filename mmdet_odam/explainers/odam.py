@@ -58,7 +58,7 @@ def paste_windows(maps: Tensor, offsets: Tensor,
 
 def window_odam_maps(grads: Tensor, offsets: Tensor, feat: Tensor,
                      image_index: Union[int, Tensor], sigmas: Optional[Tensor],
-                     smooth: Union[str, float], grad_mode: str) -> tuple:
+                     grad_mode: str) -> tuple:
     """ODAM maps of gradient windows on their own windows of a feature map.
 
     Each window is padded by the Gaussian's radius first, so that smoothing
@@ -69,9 +69,8 @@ def window_odam_maps(grads: Tensor, offsets: Tensor, feat: Tensor,
         offsets (Tensor): (y0, x0) of each window on the level grid, (M, 2).
         feat (Tensor): The level's activations (B, C, H, W).
         image_index (int | Tensor): Image of all windows, or of each (M, ).
-        sigmas (Tensor | None): Per-window sigma in cells (None: no Gaussian).
-        smooth (str | float): Phi (``'adaptive'``, a sigma or ``'none'``);
-            only documents ``sigmas`` (None means ``'none'``).
+        sigmas (Tensor | None): Per-window Gaussian sigma in cells (Phi of an
+            ``'adaptive'`` or fixed smoothing); None for ``smooth='none'``.
         grad_mode (str): See ``weighted_activation_map``.
 
     Returns:
@@ -294,7 +293,7 @@ class ODAM:
         else:
             maps, offsets = window_odam_maps(
                 piece.grads, piece.offsets, feat, img_idx, sigmas,
-                self.smooth, self.grad_mode)
+                self.grad_mode)
             if tuple(ori_shape[:2]) == tuple(img_shape[:2]):
                 # upsample only the windows: the rest of each map is zero
                 return (upsample_cells(maps, stride, margin=True),

@@ -175,7 +175,7 @@ class CandidateMapper:
             images = merged.img_index[dets]
             window_maps, offsets = window_odam_maps(
                 piece.grads, piece.offsets, feats[piece.level], images, sigmas,
-                self.smooth, self.grad_mode)
+                self.grad_mode)
             top_left = offsets.flip(1).to(window_maps.dtype) * stride
             size = window_maps.new_tensor(window_maps.shape[-1:-3:-1]) * stride
             regions = torch.cat([top_left, top_left + size], dim=1)

@@ -360,7 +360,7 @@ class DenseHeadAdapter(DetectorAdapter):
         for level in levels.unique().tolist():
             sel = (levels == level).nonzero()[:, 0]
             feat = state.activations[level].detach()
-            if linear is not None and len(stats[linear[0][0]]) > level:
+            if linear is not None and len(stats.get(linear[0][0], ())) > level:
                 # class logit through a conv-GN-ReLU tower: backward by hand
                 # from the recorded ReLU masks, no patch forward
                 with torch.set_grad_enabled(create_graph):
