@@ -333,7 +333,9 @@ class DenseHeadAdapter(DetectorAdapter):
         rows, so a batched backward per attribute group yields every
         per-detection gradient. Exact for heads without GroupNorm; with
         GroupNorm it drops only the gradient through the normalisation
-        statistics (measured against the exact path in benchmarks/).
+        statistics (measured against the exact path in benchmarks/). A class
+        logit alone through a conv-GN-ReLU tower skips the patch forward
+        (``class_tower_gradients``: same result, by hand).
         """
         if not self.has_fast_path():
             return None

@@ -4,7 +4,10 @@ A dense head is a stack of stride-1 convolutions applied to each level on its
 own, so the prediction at cell (i, j) depends only on a (2R+1)^2 patch of that
 level. Running the head on all patches at once (conv inputs masked outside the
 map to reproduce zero padding; GroupNorm statistics frozen at the full map's)
-gives each detection's gradient from a single backward pass.
+gives each detection's gradient from a single backward pass. For a class logit
+through a conv-GN-ReLU tower even the patch forward is skipped:
+:func:`class_tower_gradients` carries the gradient back by hand from the ReLU
+masks recorded during the full-map forward.
 """
 from contextlib import contextmanager
 from functools import partial
