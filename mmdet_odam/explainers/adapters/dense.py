@@ -183,7 +183,7 @@ def linear_class_tower(head) -> Optional[Tuple[list, nn.Conv2d]]:
     if tower is None or not is_square_odd_conv(tower[1]):
         return None
     layers = linear_tower(tower[0])
-    return None if layers is None else (layers, tower[1])
+    return (layers, tower[1]) if layers else None
 
 
 def forward_level(head, x: Tensor, level: int) -> tuple:
