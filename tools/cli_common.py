@@ -1,7 +1,10 @@
 """Helpers shared by the thin CLIs in ``tools/`` (kept free of heavy imports
 so that bad arguments fail fast, before torch and MMDetection load)."""
+import argparse
+import os
 import os.path as osp
 import sys
+from typing import List, Optional
 
 
 def resolve_config(path: str) -> str:
@@ -17,3 +20,31 @@ def resolve_config(path: str) -> str:
     if not osp.isfile(path):
         sys.exit(f'error: config file not found: {path}')
     return path
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local-rank``, as MMDetection's
+    own tools take them (so that MMEngine's launchers work unchanged)."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, as key=value pairs '
+        '(e.g. train_cfg.max_epochs=1 or key="[a,b]").')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser: argparse.ArgumentParser,
+                      argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse, exporting ``LOCAL_RANK`` for MMEngine when a launcher did not."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args

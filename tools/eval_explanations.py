@@ -30,6 +30,9 @@ import os.path as osp
 import sys
 import time
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
+from cli_common import add_runner_args, parse_runner_args  # noqa: E402
+
 METHODS = {
     'odam': dict(type='ODAM'),
     'gradcam': dict(type='GradCAM'),
@@ -51,7 +54,6 @@ COLUMNS = (
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config', help='detector config')
     p.add_argument('checkpoint', help='detector checkpoint')
@@ -80,15 +82,8 @@ def parse_args(argv=None):
     p.add_argument('--num-threads', type=int, default=None,
                    help='torch CPU threads (1 avoids oversubscription on '
                    'a busy machine)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value')
-    p.add_argument('--launcher', default='none',
-                   choices=['none', 'pytorch', 'slurm', 'mpi'])
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(p)
+    return parse_runner_args(p, argv)
 
 
 def method_config(name: str, args) -> dict:

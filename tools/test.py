@@ -17,13 +17,13 @@ Example::
         checkpoints/fcos_tiny_synthetic-crowd.pth --data-root data/my_crowd
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from copy import deepcopy
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import resolve_config  # noqa: E402
+from cli_common import (add_runner_args, parse_runner_args,  # noqa: E402
+                        resolve_config)
 
 
 def _rebase(path, old_root: str, new_root: str):
@@ -69,8 +69,6 @@ def override_data_root(cfg, new_root: str) -> None:
 
 
 def parse_args():
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(
         description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
@@ -94,22 +92,9 @@ def parse_args():
         'work_dir/timestamp/)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, as key=value pairs.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
     parser.add_argument('--tta', action='store_true')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser)
+    return parse_runner_args(parser)
 
 
 def main():

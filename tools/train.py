@@ -9,17 +9,15 @@ Example::
     python tools/train.py configs/fcos/fcos_tiny_synthetic-crowd.py
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import resolve_config  # noqa: E402
+from cli_common import (add_runner_args, parse_runner_args,  # noqa: E402
+                        resolve_config)
 
 
 def parse_args():
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -39,23 +37,8 @@ def parse_args():
         const='auto',
         help='resume from the given checkpoint, or (no value) from the latest '
         'checkpoint in the work directory.')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, as key=value pairs '
-        '(e.g. train_cfg.max_epochs=1 or key="[a,b]").')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0)
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser)
+    return parse_runner_args(parser)
 
 
 def main():
