@@ -55,10 +55,9 @@ def gaussian_smooth(grads: Tensor, sigmas: Tensor, pad: int = 0) -> Tensor:
     num, channels, height, width = grads.shape
     sigmas = sigmas.to(grads)
     identity = sigmas <= 0
-    if num == 0 or bool(identity.all()) or \
-            kernel_radius(sigmas.clamp(min=1e-6)) == 0:
+    radius = kernel_radius(sigmas.clamp(min=1e-6)) if num else 0
+    if radius == 0 or bool(identity.all()):
         return F.pad(grads, (pad, ) * 4) if pad else grads
-    radius = kernel_radius(sigmas.clamp(min=1e-6))
     kernels = gaussian_kernels_1d(sigmas.clamp(min=1e-6), radius)
     delta = torch.zeros_like(kernels)
     delta[:, radius] = 1

@@ -210,11 +210,19 @@ def patch_windows(feat: Tensor, batch: Tensor, row: Tensor, col: Tensor,
     windows = padded[batch[:, None, None], :, rows[:, :, None],
                      cols[:, None, :]]  # (M, p, p, C)
     windows = windows.permute(0, 3, 1, 2).contiguous()
-    height, width = feat.shape[-2:]
-    valid_r = (rows - radius >= 0) & (rows - radius < height)
-    valid_c = (cols - radius >= 0) & (cols - radius < width)
-    masks = (valid_r[:, :, None] & valid_c[:, None, :])[:, None].to(feat.dtype)
-    return windows, masks
+    masks = window_validity(row, col, radius, feat.shape[-2:])
+    return windows, masks.to(feat.dtype)
+
+
+def window_validity(row: Tensor, col: Tensor, radius: int,
+                    size: Sequence[int]) -> Tensor:
+    """(M, 1, 2R+1, 2R+1) bool: which cells of the windows centred on (row,
+    col) lie on a map of ``size`` (H, W)."""
+    taps = torch.arange(-radius, radius + 1, device=row.device)
+    rows, cols = row[:, None] + taps, col[:, None] + taps
+    valid_r = (rows >= 0) & (rows < size[0])
+    valid_c = (cols >= 0) & (cols < size[1])
+    return (valid_r[:, :, None] & valid_c[:, None, :])[:, None]
 
 
 def linear_tower(convs: Sequence[nn.Module]) -> Optional[List[ConvModule]]:
@@ -249,14 +257,6 @@ def is_square_odd_conv(conv: nn.Module) -> bool:
         conv.dilation[0] == conv.dilation[1]
 
 
-def _crop(maps: Tensor, batch: Tensor, row: Tensor, col: Tensor,
-          radius: int) -> Tensor:
-    """(2r+1)^2 windows of (B, C, H, W) maps centred on cells, zero outside
-    (boolean maps come back as 0/1 floats)."""
-    return patch_windows(maps.float() if maps.dtype == torch.bool else maps,
-                         batch, row, col, radius)[0]
-
-
 def class_tower_gradients(layers: Sequence[ConvModule], output: nn.Conv2d,
                           stats: Dict[nn.Module, list], level: int,
                           batch: Tensor, row: Tensor, col: Tensor,
@@ -286,7 +286,8 @@ def class_tower_gradients(layers: Sequence[ConvModule], output: nn.Conv2d,
     radius = (output.kernel_size[0] - 1) // 2 * output.dilation[0]
     for layer in reversed(layers):
         if layer.with_activation:  # the ReLU's derivative
-            grad = grad * _crop(stats[layer][level], batch, row, col, radius)
+            grad = grad * patch_windows(stats[layer][level], batch, row, col,
+                                        radius)[0]
         if layer.with_norm:
             mean, var = stats[layer.norm][level]
             scale, _ = frozen_group_norm_affine(layer.norm, mean[batch],
@@ -296,6 +297,4 @@ def class_tower_gradients(layers: Sequence[ConvModule], output: nn.Conv2d,
         grad = F.conv_transpose2d(grad, conv.weight, dilation=conv.dilation)
         radius += (conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
     # the map's zero padding does not depend on the features
-    inside = _crop(grad.new_ones((1, 1, height, width)),
-                   torch.zeros_like(batch), row, col, radius)
-    return grad * inside
+    return grad * window_validity(row, col, radius, (height, width))
