@@ -106,15 +106,52 @@ def test_feature_to_image_crops_padding_and_places_cells():
     stride = 8
     grid = torch.zeros(1, 5, 5)  # padded batch: 40 px, image only 30x20 px
     grid[0, 1, 2] = 1.0  # covers input pixels y 8..15, x 16..23
-    out = feature_to_image(grid, stride, img_shape=(30, 20))
+    out = feature_to_image(grid, stride, img_shape=(30, 20),
+                           cell_position='grid')
     assert out.shape == (1, 30, 20)
     peak = (out[0] == out[0].max()).nonzero()
     assert peak[:, 0].min() >= 8 and peak[:, 0].max() <= 15
     assert peak[:, 1].min() >= 16 and peak[:, 1].max() <= 19
+    # receptive-field centres: the cell sits exactly on pixel (8, 16)
+    out = feature_to_image(grid, stride, img_shape=(30, 20))
+    assert out.shape == (1, 30, 20)
+    assert out[0, 8, 16] == 1.0 and int(out[0].argmax()) == 8 * 20 + 16
+    assert out[0, 8, 16 - stride] == 0 and out[0, 8 + stride, 16] == 0
     # the original image was twice as large: maps follow the rescale
     big = feature_to_image(grid, stride, img_shape=(30, 20),
                            ori_shape=(60, 40))
     assert big.shape == (1, 60, 40)
+
+
+def test_receptive_field_position_is_the_centre_of_the_gradient_support():
+    """Independent truth: the input pixels a cell depends on (autograd) are
+    centred on where 'receptive_field' places the cell."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(  # ResNet-like geometry, stride 8
+        torch.nn.Conv2d(1, 2, 7, stride=2, padding=3),
+        torch.nn.AvgPool2d(3, stride=2, padding=1),
+        torch.nn.Conv2d(2, 2, 3, stride=1, padding=1),
+        torch.nn.Conv2d(2, 2, 3, stride=2, padding=1),
+        torch.nn.Conv2d(2, 1, 1, stride=1))
+    for module in net:
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.uniform_(module.weight, 0.1, 1.0)
+    image = torch.randn(1, 1, 96, 96, requires_grad=True)
+    feat = net(image)
+    stride = image.shape[-1] // feat.shape[-1]
+    assert stride == 8
+    i, j = 5, 6
+    grad, = torch.autograd.grad(feat[0, 0, i, j], image)
+    rows, cols = grad[0, 0].abs().gt(0).nonzero().unbind(1)
+    centre = ((rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2)
+    one_hot = torch.zeros(1, *feat.shape[-2:])
+    one_hot[0, i, j] = 1.0
+    placed = upsample_cells(one_hot, stride)[0]
+    peak = divmod(int(placed.argmax()), placed.shape[-1])
+    assert peak == (float(centre[0]), float(centre[1])) == (i * stride,
+                                                           j * stride)
+    grid = upsample_cells(one_hot, stride, cell_position='grid')[0]
+    assert divmod(int(grid.argmax()), grid.shape[-1]) != peak
 
 
 def test_paste_in_boxes_stays_inside_the_box():
@@ -126,14 +163,17 @@ def test_paste_in_boxes_stays_inside_the_box():
     assert out[1].abs().sum() == 0  # box outside the canvas: empty map
 
 
-def test_upsampled_window_equals_the_same_part_of_the_whole_map():
+@pytest.mark.parametrize('cell_position', ['receptive_field', 'grid'])
+def test_upsampled_window_equals_the_same_part_of_the_whole_map(
+        cell_position):
     torch.manual_seed(0)
     whole = torch.zeros(1, 9, 11)
     window = torch.rand(1, 3, 4)
     whole[0, 2:5, 6:10] = window[0]
     stride = 4
-    full = upsample_cells(whole, stride)[0]
-    part = upsample_cells(window, stride, margin=True)[0]
+    full = upsample_cells(whole, stride, cell_position=cell_position)[0]
+    part = upsample_cells(window, stride, margin=True,
+                          cell_position=cell_position)[0]
     top, left = (2 - 1) * stride, (6 - 1) * stride  # one cell of margin
     assert torch.allclose(full[top:top + part.shape[0],
                                left:left + part.shape[1]], part, atol=1e-6)
@@ -164,17 +204,38 @@ def test_weighted_map_is_the_same_for_channels_last_inputs():
     torch.testing.assert_close(weighted_activation_map(*last), expected)
 
 
+@pytest.mark.parametrize('cell_position', ['receptive_field', 'grid'])
 @pytest.mark.parametrize('shape,stride', [((3, 1, 1), 4), ((2, 5, 9), 3),
-                                          ((4, 13, 13), 8)])
-def test_upsampling_small_maps_matches_torch_bilinear(shape, stride):
+                                          ((4, 13, 13), 8), ((1, 50, 60), 2)])
+def test_upsampling_matches_torch_bilinear(shape, stride, cell_position):
+    """Matrix path (small maps) and interpolate path (large ones) both equal
+    F.interpolate: align_corners=False with s pixels per cell for 'grid',
+    align_corners=True with cells s pixels apart for 'receptive_field'."""
     torch.manual_seed(0)
     maps = torch.rand(*shape)
     padded = torch.nn.functional.pad(maps[:, None], (1, 1, 1, 1))
-    expected = torch.nn.functional.interpolate(
-        padded, scale_factor=stride, mode='bilinear',
-        align_corners=False)[:, 0]
-    torch.testing.assert_close(upsample_cells(maps, stride, margin=True),
-                               expected, atol=1e-6, rtol=1e-5)
+    if cell_position == 'grid':
+        expected = torch.nn.functional.interpolate(
+            padded, scale_factor=stride, mode='bilinear',
+            align_corners=False)[:, 0]
+    else:
+        size = [(n + 1) * stride + 1 for n in shape[1:]]
+        expected = torch.nn.functional.interpolate(
+            padded, size=size, mode='bilinear', align_corners=True)[:, 0]
+        # the cells themselves are reproduced exactly, s pixels apart
+        torch.testing.assert_close(expected[:, stride::stride,
+                                            stride::stride][:, :shape[1],
+                                                            :shape[2]],
+                                   maps)
+    torch.testing.assert_close(
+        upsample_cells(maps, stride, margin=True,
+                       cell_position=cell_position),
+        expected, atol=1e-6, rtol=1e-5)
+
+
+def test_unknown_cell_position_is_refused():
+    with pytest.raises(ValueError, match='cell_position'):
+        upsample_cells(torch.zeros(1, 2, 2), 4, cell_position='centre')
 
 
 def test_gaussian_smooth_of_no_maps_keeps_the_padded_shape():

@@ -130,10 +130,14 @@ def reference_map(feats, strides, y, meta):
 
 
 def to_image(grid, stride, meta):
-    """Cell (i, j) covers pixels [i*s, (i+1)*s); zero heat beyond the grid."""
+    """Cell (i, j) lies on pixel (i*s, j*s), its receptive field's centre
+    (the explainers' default); zero heat beyond the grid."""
     img_h, img_w = meta['img_shape']
+    height, width = grid.shape
     up = F.interpolate(F.pad(grid, (1, 1, 1, 1))[None, None],
-                       scale_factor=stride, mode='bilinear')
+                       size=((height + 1) * stride + 1,
+                             (width + 1) * stride + 1),
+                       mode='bilinear', align_corners=True)
     up = up[..., stride:stride + img_h, stride:stride + img_w]
     return F.interpolate(up, size=meta['ori_shape'][:2], mode='bilinear')[0, 0]
 
@@ -182,12 +186,14 @@ def test_explained_candidate_is_the_detection_itself(family, models, image):
     assert torch.allclose(boxes / scale.repeat(2), res.bboxes, atol=1e-3)
 
 
-def test_fast_path_equals_exact_without_groupnorm(models, image):
+@pytest.mark.parametrize('cell_position', ['receptive_field', 'grid'])
+def test_fast_path_equals_exact_without_groupnorm(models, image,
+                                                  cell_position):
     model = models['retinanet']  # conv head without GroupNorm: exact
-    exact = explain(model, image, explainer=ODAM(method='exact'),
-                    score_thr=0.0)
-    fast = explain(model, image, explainer=ODAM(method='fast'),
-                   score_thr=0.0)
+    exact = explain(model, image, explainer=ODAM(
+        method='exact', cell_position=cell_position), score_thr=0.0)
+    fast = explain(model, image, explainer=ODAM(
+        method='fast', cell_position=cell_position), score_thr=0.0)
     assert len(fast.pred_instances) == len(exact.pred_instances) > 5
     assert torch.allclose(fast.pred_instances.heatmaps,
                           exact.pred_instances.heatmaps, atol=1e-4)

@@ -293,7 +293,8 @@ class CAMERAS:
                     flat[hit], acts[level], sigmas,
                     valid_cells(big_shape, stride, acts[level].shape[-2:]))
                 level_maps = feature_to_image(level_maps, stride, big_shape,
-                                              ref_meta['ori_shape'])
+                                              ref_meta['ori_shape'],
+                                              base.cell_position)
                 dst_rows = row_k + start
                 dst_cols = slot_index[col_k]
                 first = ~seen[row_k, col_k]

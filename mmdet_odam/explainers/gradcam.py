@@ -84,14 +84,18 @@ class GradCAM(ODAM):
         method (str): ``'auto'``, ``'fast'`` or ``'exact'`` gradients.
         score_target (str): ``'score'`` (confidence; default) or ``'logit'``.
         chunk_size (int): Detections per chunk.
+        cell_position (str): Where feature cells lie in the image (see
+            :class:`ODAM`).
     """
 
     def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
                  level_fusion: str = 'sum', method: str = 'auto',
-                 score_target: str = 'score', chunk_size: int = 64) -> None:
+                 score_target: str = 'score', chunk_size: int = 64,
+                 cell_position: str = 'receptive_field') -> None:
         super().__init__(feature=feature, grad_mode=grad_mode, smooth='global',
                          level_fusion=level_fusion, method=method,
-                         score_target=score_target, chunk_size=chunk_size)
+                         score_target=score_target, chunk_size=chunk_size,
+                         cell_position=cell_position)
 
 
 @EXPLAINERS.register_module()
@@ -145,7 +149,8 @@ class GradCAMPlusPlus(GradCAM):
         valid = (min(math.ceil(img_shape[0] / stride), feat.shape[-2]),
                  min(math.ceil(img_shape[1] / stride), feat.shape[-1]))
         maps = self.feature_maps(grads, feat[img_idx], valid=valid)
-        return feature_to_image(maps, stride, img_shape, ori_shape), None
+        return feature_to_image(maps, stride, img_shape, ori_shape,
+                                self.cell_position), None
 
 
 __all__ = ['GradCAM', 'GradCAMPlusPlus', 'gradcampp_weights', 'gradcampp_map']

@@ -11,6 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 GRAD_MODES = ('pos_relu', 'neg_relu', 'pos', 'abs')
+# Where a feature cell (i, j) of stride s sits in input pixels (see
+# upsample_cells): 'receptive_field' = pixel (i*s, j*s), the centre of its
+# receptive field in conv nets with 'same' padding; 'grid' = the centre of the
+# s x s block it covers, pixel coordinate (i + 0.5) * s (a plain resize).
+CELL_POSITIONS = ('receptive_field', 'grid')
 # Kernel radius in units of sigma; 3 sigma keeps > 99.7% of the Gaussian mass.
 TRUNCATE = 3.0
 
@@ -259,44 +264,74 @@ def normalize_maps(maps: Tensor, eps: float = 1e-12, inplace: bool = False,
     return maps.div_(divisor) if inplace else maps / divisor
 
 
-def upsample_cells(maps: Tensor, stride: int, margin: bool = False) -> Tensor:
+def upsample_cells(maps: Tensor, stride: int, margin: bool = False,
+                   cell_position: str = 'receptive_field') -> Tensor:
     """Bilinear upsampling of cell maps by their stride, zero outside them.
 
-    Cell (i, j) covers input pixels [i*s, (i+1)*s); heat beyond the grid is
-    zero (one zero cell is padded on every side), so a window of a map
-    upsamples to exactly the same pixels as the whole map.
+    ``cell_position`` says where cell (i, j) lies in input pixels:
+
+    * ``'receptive_field'`` (default): on pixel (i * s, j * s), the centre of
+      the cell's receptive field. Convolutions with 'same' padding (k x k,
+      padding (k - 1) / 2, any stride) keep the first output's receptive field
+      centred on the first input pixel, so in ResNets, FPNs and their heads
+      cell i of stride s sees pixels centred on i * s. This is
+      ``F.interpolate(align_corners=True)`` with exactly s pixels per cell.
+    * ``'grid'``: at the centre of the s x s block of pixels it covers,
+      (i + 0.5) * s in continuous coordinates, like a plain resize
+      (``align_corners=False``); right for non-overlapping patch embeddings
+      (ViT, Swin). For conv nets it places the heat (s - 1) / 2 pixels too far
+      right and down.
+
+    Heat beyond the grid is zero (one zero cell is padded on every side), so a
+    window of a map upsamples to exactly the same pixels as the whole map.
 
     Args:
         maps (Tensor): (N, H, W) on the cell grid.
         stride (int): Pixels per cell.
-        margin (bool): Keep the padded cell on every side, i.e. the bilinear
-            fall-off beyond the grid (for windows pasted into a larger map);
-            the output then starts one cell (``stride`` pixels) earlier.
+        margin (bool): Keep the bilinear fall-off into the padded cell before
+            the first row/column and after the last (for windows pasted into a
+            larger map); the output then starts one cell (``stride`` pixels)
+            earlier.
+        cell_position (str): ``'receptive_field'`` or ``'grid'``.
 
     Returns:
-        Tensor: (N, H * s, W * s), or (N, (H + 2) * s, (W + 2) * s) with
-        ``margin``.
+        Tensor: (N, H * s, W * s); with ``margin`` (N, (H + 2) * s, (W + 2) *
+        s) for ``'grid'`` and (N, (H + 1) * s + 1, (W + 1) * s + 1) for
+        ``'receptive_field'`` (the padded cell after the last one lies on its
+        last pixel).
     """
+    if cell_position not in CELL_POSITIONS:
+        raise ValueError(f'cell_position must be one of {CELL_POSITIONS}, got '
+                         f'{cell_position!r}')
+    aligned = cell_position == 'receptive_field'
     height, width = maps.shape[-2:]
     x = F.pad(maps, (1, 1, 1, 1))
-    out_h, out_w = (height + 2) * stride, (width + 2) * stride
+    extra = 1 - stride if aligned else 0
+    out_h, out_w = (height + 2) * stride + extra, (width + 2) * stride + extra
     if max(height, width) <= SMALL_MAP:
         # many small windows: two batched products with interpolation
         # matrices are several times faster than F.interpolate
-        x = bilinear_matrix(height + 2, out_h, x)[None] @ x @ \
-            bilinear_matrix(width + 2, out_w, x).T[None]
+        x = bilinear_matrix(height + 2, out_h, x, aligned)[None] @ x @ \
+            bilinear_matrix(width + 2, out_w, x, aligned).T[None]
     else:
         x = F.interpolate(x[:, None], size=(out_h, out_w), mode='bilinear',
-                          align_corners=False)[:, 0]
-    return x if margin else x[:, stride:-stride, stride:-stride]
+                          align_corners=aligned)[:, 0]
+    if margin:
+        return x
+    return x[:, stride:stride + height * stride,
+             stride:stride + width * stride]
 
 
-def bilinear_matrix(in_size: int, out_size: int, like: Tensor) -> Tensor:
+def bilinear_matrix(in_size: int, out_size: int, like: Tensor,
+                    align_corners: bool = False) -> Tensor:
     """(out_size, in_size) matrix of 1-D linear resampling, as
-    ``F.interpolate(mode='bilinear', align_corners=False)`` does it."""
-    scale = in_size / out_size
-    src = ((torch.arange(out_size, device=like.device, dtype=like.dtype) +
-            0.5) * scale - 0.5).clamp(min=0)
+    ``F.interpolate(mode='bilinear', align_corners=...)`` does it."""
+    positions = torch.arange(out_size, device=like.device, dtype=like.dtype)
+    if align_corners:
+        scale = (in_size - 1) / max(out_size - 1, 1)
+        src = positions * scale
+    else:
+        src = ((positions + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     low = src.floor().long().clamp(max=in_size - 1)
     high = (low + 1).clamp(max=in_size - 1)
     frac = src - low.to(src.dtype)
@@ -308,7 +343,8 @@ def bilinear_matrix(in_size: int, out_size: int, like: Tensor) -> Tensor:
 
 
 def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
-                     ori_shape: Optional[Sequence[int]] = None) -> Tensor:
+                     ori_shape: Optional[Sequence[int]] = None,
+                     cell_position: str = 'receptive_field') -> Tensor:
     """Resample feature-grid maps to the input image and then the original one.
 
     The feature grid covers the padded batch; only its part inside the
@@ -321,12 +357,15 @@ def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
         img_shape (tuple): (h, w) of the resized, unpadded network input.
         ori_shape (tuple, optional): (h, w) of the original image. Defaults to
             ``img_shape``.
+        cell_position (str): Where cells lie in input pixels, see
+            :func:`upsample_cells`.
 
     Returns:
         Tensor: Maps in the original image's pixel grid, (N, h_ori, w_ori).
     """
     img_h, img_w = int(img_shape[0]), int(img_shape[1])
-    x = upsample_cells(maps, stride)[:, :img_h, :img_w]
+    x = upsample_cells(maps, stride,
+                       cell_position=cell_position)[:, :img_h, :img_w]
     if ori_shape is not None and tuple(ori_shape[:2]) != (img_h, img_w):
         x = F.interpolate(x[:, None], size=(int(ori_shape[0]),
                                             int(ori_shape[1])),

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..registry import EXPLAINERS
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (GRAD_MODES, feature_to_image, gaussian_smooth,
+from .heatmap import (CELL_POSITIONS, GRAD_MODES, feature_to_image, gaussian_smooth,
                       kernel_radius, normalize_maps, odam_map, paste_in_boxes,
                       smoothing_sigmas, upsample_cells,
                       weighted_activation_map)
@@ -124,13 +124,20 @@ class ODAM:
         score_target (str): ``'score'`` (the detector's final confidence) or
             ``'logit'`` (raw class logit).
         chunk_size (int): Detections per chunk, bounding memory.
+        cell_position (str): Where a feature cell lies in the image when maps
+            are resampled to pixels: ``'receptive_field'`` (default: cell
+            (i, j) of stride s on pixel (i * s, j * s), its receptive field's
+            centre in conv backbones such as ResNet + FPN) or ``'grid'`` (the
+            centre of its s x s block, a plain resize; for patch-embedding
+            backbones such as Swin). See ``heatmap.upsample_cells``.
     """
 
     def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
                  smooth: Union[str, float] = 'adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
                  level_fusion: str = 'sum', method: str = 'auto',
-                 score_target: str = 'score', chunk_size: int = 64) -> None:
+                 score_target: str = 'score', chunk_size: int = 64,
+                 cell_position: str = 'receptive_field') -> None:
         if grad_mode not in GRAD_MODES:
             raise ValueError(f'grad_mode must be one of {GRAD_MODES}, got '
                              f'{grad_mode!r}')
@@ -141,6 +148,9 @@ class ODAM:
         if level_fusion not in ('sum', 'max'):
             raise ValueError(f"level_fusion must be 'sum' or 'max', got "
                              f'{level_fusion!r}')
+        if cell_position not in CELL_POSITIONS:
+            raise ValueError(f'cell_position must be one of {CELL_POSITIONS}, '
+                             f'got {cell_position!r}')
         if method not in ('auto', 'fast', 'exact'):
             raise ValueError(f"method must be 'auto', 'fast' or 'exact', got "
                              f'{method!r}')
@@ -153,6 +163,7 @@ class ODAM:
         self.method = method
         self.score_target = score_target
         self.chunk_size = max(1, int(chunk_size))
+        self.cell_position = cell_position
 
     # ---------------------------------------------------------------------
     def explain_batch(self, model, inputs: Tensor,
@@ -296,10 +307,12 @@ class ODAM:
                 self.grad_mode)
             if tuple(ori_shape[:2]) == tuple(img_shape[:2]):
                 # upsample only the windows: the rest of each map is zero
-                return (upsample_cells(maps, stride, margin=True),
+                return (upsample_cells(maps, stride, margin=True,
+                                       cell_position=self.cell_position),
                         (offsets - 1) * stride)
             maps = paste_windows(maps, offsets, feat.shape[-2:])
-        return feature_to_image(maps, stride, img_shape, ori_shape), None
+        return feature_to_image(maps, stride, img_shape, ori_shape,
+                                self.cell_position), None
 
     def _sigmas(self, box_sizes: Tensor, strides: Tensor) -> Optional[Tensor]:
         return smoothing_sigmas(self.smooth, box_sizes, strides,
