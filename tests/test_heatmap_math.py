@@ -241,3 +241,22 @@ def test_unknown_cell_position_is_refused():
 def test_gaussian_smooth_of_no_maps_keeps_the_padded_shape():
     out = gaussian_smooth(torch.zeros(0, 3, 5, 5), torch.zeros(0), pad=2)
     assert out.shape == (0, 3, 9, 9)
+
+
+@pytest.mark.parametrize('cell_position', ['receptive_field', 'grid'])
+def test_candidate_grid_places_cells_like_the_explainer(cell_position):
+    """Odam-NMS/Odam-Train sample windows by block geometry shifted by
+    ``cell_shift``: on a pixel-sized grid that is exactly upsample_cells."""
+    from mmdet_odam.explainers.heatmap import cell_shift
+    from mmdet_odam.models.candidate_maps import resample_to_grid
+    torch.manual_seed(0)
+    stride, (top, left) = 4, (2, 3)
+    window = torch.rand(1, 3, 5)
+    whole = torch.zeros(1, 8, 10)
+    whole[0, top:top + 3, left:left + 5] = window[0]
+    expected = upsample_cells(whole, stride, cell_position=cell_position)
+    x1 = left * stride + cell_shift(stride, cell_position)
+    y1 = top * stride + cell_shift(stride, cell_position)
+    region = torch.tensor([[x1, y1, x1 + 5 * stride, y1 + 3 * stride]])
+    out = resample_to_grid(window, region, (32, 40), (32, 40))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

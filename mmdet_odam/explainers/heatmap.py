@@ -264,6 +264,14 @@ def normalize_maps(maps: Tensor, eps: float = 1e-12, inplace: bool = False,
     return maps.div_(divisor) if inplace else maps / divisor
 
 
+def check_cell_position(cell_position: str) -> str:
+    """``cell_position`` itself if it is one of ``CELL_POSITIONS``."""
+    if cell_position not in CELL_POSITIONS:
+        raise ValueError(f'cell_position must be one of {CELL_POSITIONS}, got '
+                         f'{cell_position!r}')
+    return cell_position
+
+
 def upsample_cells(maps: Tensor, stride: int, margin: bool = False,
                    cell_position: str = 'receptive_field') -> Tensor:
     """Bilinear upsampling of cell maps by their stride, zero outside them.
@@ -300,10 +308,7 @@ def upsample_cells(maps: Tensor, stride: int, margin: bool = False,
         ``'receptive_field'`` (the padded cell after the last one lies on its
         last pixel).
     """
-    if cell_position not in CELL_POSITIONS:
-        raise ValueError(f'cell_position must be one of {CELL_POSITIONS}, got '
-                         f'{cell_position!r}')
-    aligned = cell_position == 'receptive_field'
+    aligned = check_cell_position(cell_position) == 'receptive_field'
     height, width = maps.shape[-2:]
     x = F.pad(maps, (1, 1, 1, 1))
     extra = 1 - stride if aligned else 0
@@ -320,6 +325,21 @@ def upsample_cells(maps: Tensor, stride: int, margin: bool = False,
         return x
     return x[:, stride:stride + height * stride,
              stride:stride + width * stride]
+
+
+def cell_shift(stride: float, cell_position: str = 'receptive_field'
+               ) -> float:
+    """Pixel shift of cell centres from the centres of their s x s blocks.
+
+    For maps sampled by block geometry (a cell spans [i * s, (i + 1) * s),
+    e.g. ``grid_sample(align_corners=False)``), moving the spanned region by
+    this shift puts cell i on its position of :func:`upsample_cells`: 0 for
+    ``'grid'``, (1 - s) / 2 for ``'receptive_field'`` (pixel centre i * s + 0.5
+    instead of (i + 0.5) * s).
+    """
+    if check_cell_position(cell_position) == 'grid':
+        return 0.0
+    return (1.0 - float(stride)) / 2
 
 
 def bilinear_matrix(in_size: int, out_size: int, like: Tensor,

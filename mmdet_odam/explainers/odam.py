@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..registry import EXPLAINERS
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (CELL_POSITIONS, GRAD_MODES, feature_to_image, gaussian_smooth,
+from .heatmap import (GRAD_MODES, check_cell_position, feature_to_image, gaussian_smooth,
                       kernel_radius, normalize_maps, odam_map, paste_in_boxes,
                       smoothing_sigmas, upsample_cells,
                       weighted_activation_map)
@@ -148,9 +148,6 @@ class ODAM:
         if level_fusion not in ('sum', 'max'):
             raise ValueError(f"level_fusion must be 'sum' or 'max', got "
                              f'{level_fusion!r}')
-        if cell_position not in CELL_POSITIONS:
-            raise ValueError(f'cell_position must be one of {CELL_POSITIONS}, '
-                             f'got {cell_position!r}')
         if method not in ('auto', 'fast', 'exact'):
             raise ValueError(f"method must be 'auto', 'fast' or 'exact', got "
                              f'{method!r}')
@@ -163,7 +160,7 @@ class ODAM:
         self.method = method
         self.score_target = score_target
         self.chunk_size = max(1, int(chunk_size))
-        self.cell_position = cell_position
+        self.cell_position = check_cell_position(cell_position)
 
     # ---------------------------------------------------------------------
     def explain_batch(self, model, inputs: Tensor,

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from ..explainers.adapters import ForwardState
 from ..explainers.adapters.dense import DenseHeadAdapter
-from ..explainers.heatmap import odam_map, smoothing_sigmas
+from ..explainers.heatmap import (cell_shift, check_cell_position, odam_map,
+                                  smoothing_sigmas)
 from ..explainers.odam import window_odam_maps
 
 
@@ -89,12 +90,16 @@ class CandidateMapper:
         sigma_scale (float): Adaptive sigma as a fraction of the object size.
         min_sigma (float): Lower bound of the adaptive sigma, in cells.
         grad_mode (str): Sign convention, see ``weighted_activation_map``.
+        cell_position (str): Where feature cells lie in the image
+            (``'receptive_field'`` or ``'grid'``, see
+            ``heatmap.upsample_cells``).
     """
 
     def __init__(self, grid_short_edge: int = 50, score_target: str = 'logit',
                  smooth: Union[str, float] = 'adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
-                 grad_mode: str = 'pos_relu') -> None:
+                 grad_mode: str = 'pos_relu',
+                 cell_position: str = 'receptive_field') -> None:
         if smooth == 'global':
             raise ValueError("smooth='global' makes maps class-specific; use "
                              "'adaptive', 'none' or a sigma")
@@ -104,6 +109,7 @@ class CandidateMapper:
         self.sigma_scale = sigma_scale
         self.min_sigma = min_sigma
         self.grad_mode = grad_mode
+        self.cell_position = check_cell_position(cell_position)
 
     def grid_size(self, img_shape: Sequence[int]) -> Tuple[int, int]:
         return common_grid_size(img_shape, self.grid_short_edge)
@@ -176,7 +182,8 @@ class CandidateMapper:
             window_maps, offsets = window_odam_maps(
                 piece.grads, piece.offsets, feats[piece.level], images, sigmas,
                 self.grad_mode)
-            top_left = offsets.flip(1).to(window_maps.dtype) * stride
+            top_left = offsets.flip(1).to(window_maps.dtype) * stride + \
+                cell_shift(stride, self.cell_position)
             size = window_maps.new_tensor(window_maps.shape[-1:-3:-1]) * stride
             regions = torch.cat([top_left, top_left + size], dim=1)
             for img in images.unique().tolist():

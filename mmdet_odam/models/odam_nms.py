@@ -448,6 +448,8 @@ class OdamNMS:
             by IoU alone. Bounds time and memory (<= 0: no cap).
         block_size (int): Candidates per block of the greedy pass (and per
             batched map computation).
+        cell_position (str): Where feature cells lie in the image (see
+            :class:`CandidateMapper`).
     """
 
     def __init__(self, iou_threshold: Optional[float] = 0.5,
@@ -456,7 +458,8 @@ class OdamNMS:
                  score_target: str = 'logit',
                  smooth: Union[str, float] = 'adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
-                 max_candidates: int = 1000, block_size: int = 256) -> None:
+                 max_candidates: int = 1000, block_size: int = 256,
+                 cell_position: str = 'receptive_field') -> None:
         _check_thresholds(t_high, t_low, correlation)
         self.iou_threshold = iou_threshold
         self.t_high = t_high
@@ -466,7 +469,8 @@ class OdamNMS:
         self.block_size = int(block_size)
         self.mapper = CandidateMapper(
             grid_short_edge=grid_short_edge, score_target=score_target,
-            smooth=smooth, sigma_scale=sigma_scale, min_sigma=min_sigma)
+            smooth=smooth, sigma_scale=sigma_scale, min_sigma=min_sigma,
+            cell_position=cell_position)
 
     # -- NMS ------------------------------------------------------------------
     def resolve_iou_threshold(self, nms_cfg=None) -> float:

@@ -44,7 +44,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..explainers.adapters.receptive_field import record_norm_stats
-from ..explainers.heatmap import odam_map, smoothing_sigmas
+from ..explainers.heatmap import cell_shift, odam_map, smoothing_sigmas
 from .candidate_maps import CandidateMapper, resample_to_grid
 
 NEGATIVE_MODES = ('overlap', 'all')
@@ -190,13 +190,16 @@ class OdamTrainLoss(nn.Module):
         min_sigma (float): Adaptive sigma lower bound (cells).
         second_order (bool): Backpropagate through dY/dA as well.
         eps (float): Cosine clamp.
+        cell_position (str): Where feature cells lie in the image (see
+            ``CandidateMapper``).
     """
 
     def __init__(self, loss_weight: float = 0.5, grid_short_edge: int = 32,
                  max_positives: int = 64, negatives: str = 'overlap',
                  score_target: str = 'logit', smooth='adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
-                 second_order: bool = False, eps: float = 1e-4) -> None:
+                 second_order: bool = False, eps: float = 1e-4,
+                 cell_position: str = 'receptive_field') -> None:
         super().__init__()
         if negatives not in NEGATIVE_MODES:
             raise ValueError(f'negatives must be one of {NEGATIVE_MODES}, got '
@@ -207,7 +210,8 @@ class OdamTrainLoss(nn.Module):
         self.second_order = bool(second_order)
         self.eps = float(eps)
         self.mapper = CandidateMapper(grid_short_edge, score_target, smooth,
-                                      sigma_scale, min_sigma)
+                                      sigma_scale, min_sigma,
+                                      cell_position=cell_position)
 
     # -- the loss from per-image positives ------------------------------------
     def forward(self, positives: Sequence[InstanceData],
@@ -482,7 +486,8 @@ class OdamTrainLoss(nn.Module):
                              self.mapper.smooth if sigmas is not None else
                              'none', sigmas, self.mapper.grad_mode)
             region = boxes.new_tensor([[0, 0, feat.shape[-1] * stride,
-                                        feat.shape[-2] * stride]])
+                                        feat.shape[-2] * stride]]) + \
+                cell_shift(stride, self.mapper.cell_position)
             maps = maps + resample_to_grid(
                 level, region.expand(len(level), 4), img_shape, grid)
         return maps
