@@ -106,14 +106,14 @@ def test_feature_to_image_crops_padding_and_places_cells():
     stride = 8
     grid = torch.zeros(1, 5, 5)  # padded batch: 40 px, image only 30x20 px
     grid[0, 1, 2] = 1.0  # covers input pixels y 8..15, x 16..23
-    out = feature_to_image(grid, stride, img_shape=(30, 20),
-                           cell_position='grid')
+    out = feature_to_image(grid, stride, img_shape=(30, 20))
     assert out.shape == (1, 30, 20)
     peak = (out[0] == out[0].max()).nonzero()
     assert peak[:, 0].min() >= 8 and peak[:, 0].max() <= 15
     assert peak[:, 1].min() >= 16 and peak[:, 1].max() <= 19
     # receptive-field centres: the cell sits exactly on pixel (8, 16)
-    out = feature_to_image(grid, stride, img_shape=(30, 20))
+    out = feature_to_image(grid, stride, img_shape=(30, 20),
+                           cell_position='receptive_field')
     assert out.shape == (1, 30, 20)
     assert out[0, 8, 16] == 1.0 and int(out[0].argmax()) == 8 * 20 + 16
     assert out[0, 8, 16 - stride] == 0 and out[0, 8 + stride, 16] == 0
@@ -146,11 +146,12 @@ def test_receptive_field_position_is_the_centre_of_the_gradient_support():
     centre = ((rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2)
     one_hot = torch.zeros(1, *feat.shape[-2:])
     one_hot[0, i, j] = 1.0
-    placed = upsample_cells(one_hot, stride)[0]
+    placed = upsample_cells(one_hot, stride,
+                            cell_position='receptive_field')[0]
     peak = divmod(int(placed.argmax()), placed.shape[-1])
     assert peak == (float(centre[0]), float(centre[1])) == (i * stride,
                                                            j * stride)
-    grid = upsample_cells(one_hot, stride, cell_position='grid')[0]
+    grid = upsample_cells(one_hot, stride)[0]
     assert divmod(int(grid.argmax()), grid.shape[-1]) != peak
 
 

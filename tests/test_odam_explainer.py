@@ -130,14 +130,10 @@ def reference_map(feats, strides, y, meta):
 
 
 def to_image(grid, stride, meta):
-    """Cell (i, j) lies on pixel (i*s, j*s), its receptive field's centre
-    (the explainers' default); zero heat beyond the grid."""
+    """Cell (i, j) covers pixels [i*s, (i+1)*s); zero heat beyond the grid."""
     img_h, img_w = meta['img_shape']
-    height, width = grid.shape
     up = F.interpolate(F.pad(grid, (1, 1, 1, 1))[None, None],
-                       size=((height + 1) * stride + 1,
-                             (width + 1) * stride + 1),
-                       mode='bilinear', align_corners=True)
+                       scale_factor=stride, mode='bilinear')
     up = up[..., stride:stride + img_h, stride:stride + img_w]
     return F.interpolate(up, size=meta['ori_shape'][:2], mode='bilinear')[0, 0]
 

@@ -270,10 +270,8 @@ def test_dense_maps_of_positives_match_plain_autograd():
         grad, = torch.autograd.grad(logit, feats[level], retain_graph=True)
         ref = (grad[0] * feats[level][0]).sum(0).clamp(min=0)
         stride = head.prior_generator.strides[level][0]
-        # cells on their receptive-field centres (pixel i * s): the whole
-        # map's block region moved by (1 - s) / 2
         region = torch.tensor([[0., 0., ref.shape[1] * stride,
-                                ref.shape[0] * stride]]) + (1 - stride) / 2
+                                ref.shape[0] * stride]])
         ref = resample_to_grid(ref[None], region, (128, 160),
                                maps.shape[-2:])[0]
         assert ref.abs().max() > 0

@@ -91,7 +91,7 @@ class GradCAM(ODAM):
     def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
                  level_fusion: str = 'sum', method: str = 'auto',
                  score_target: str = 'score', chunk_size: int = 64,
-                 cell_position: str = 'receptive_field') -> None:
+                 cell_position: str = 'grid') -> None:
         super().__init__(feature=feature, grad_mode=grad_mode, smooth='global',
                          level_fusion=level_fusion, method=method,
                          score_target=score_target, chunk_size=chunk_size,

@@ -125,11 +125,11 @@ class ODAM:
             ``'logit'`` (raw class logit).
         chunk_size (int): Detections per chunk, bounding memory.
         cell_position (str): Where a feature cell lies in the image when maps
-            are resampled to pixels: ``'receptive_field'`` (default: cell
-            (i, j) of stride s on pixel (i * s, j * s), its receptive field's
-            centre in conv backbones such as ResNet + FPN) or ``'grid'`` (the
-            centre of its s x s block, a plain resize; for patch-embedding
-            backbones such as Swin). See ``heatmap.upsample_cells``.
+            are resampled to pixels: ``'grid'`` (default: the centre of its
+            s x s block, a plain resize as in the paper) or
+            ``'receptive_field'`` (cell (i, j) of stride s on pixel
+            (i * s, j * s), the geometric centre of its receptive field in
+            conv nets). See ``heatmap.upsample_cells``.
     """
 
     def __init__(self, feature: str = 'neck', grad_mode: str = 'pos_relu',
@@ -137,7 +137,7 @@ class ODAM:
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
                  level_fusion: str = 'sum', method: str = 'auto',
                  score_target: str = 'score', chunk_size: int = 64,
-                 cell_position: str = 'receptive_field') -> None:
+                 cell_position: str = 'grid') -> None:
         if grad_mode not in GRAD_MODES:
             raise ValueError(f'grad_mode must be one of {GRAD_MODES}, got '
                              f'{grad_mode!r}')

@@ -91,7 +91,7 @@ class CandidateMapper:
         min_sigma (float): Lower bound of the adaptive sigma, in cells.
         grad_mode (str): Sign convention, see ``weighted_activation_map``.
         cell_position (str): Where feature cells lie in the image
-            (``'receptive_field'`` or ``'grid'``, see
+            (``'grid'`` or ``'receptive_field'``, see
             ``heatmap.upsample_cells``).
     """
 
@@ -99,7 +99,7 @@ class CandidateMapper:
                  smooth: Union[str, float] = 'adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
                  grad_mode: str = 'pos_relu',
-                 cell_position: str = 'receptive_field') -> None:
+                 cell_position: str = 'grid') -> None:
         if smooth == 'global':
             raise ValueError("smooth='global' makes maps class-specific; use "
                              "'adaptive', 'none' or a sigma")

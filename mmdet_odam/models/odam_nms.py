@@ -459,7 +459,7 @@ class OdamNMS:
                  smooth: Union[str, float] = 'adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
                  max_candidates: int = 1000, block_size: int = 256,
-                 cell_position: str = 'receptive_field') -> None:
+                 cell_position: str = 'grid') -> None:
         _check_thresholds(t_high, t_low, correlation)
         self.iou_threshold = iou_threshold
         self.t_high = t_high

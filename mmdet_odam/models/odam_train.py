@@ -199,7 +199,7 @@ class OdamTrainLoss(nn.Module):
                  score_target: str = 'logit', smooth='adaptive',
                  sigma_scale: float = 0.1, min_sigma: float = 0.5,
                  second_order: bool = False, eps: float = 1e-4,
-                 cell_position: str = 'receptive_field') -> None:
+                 cell_position: str = 'grid') -> None:
         super().__init__()
         if negatives not in NEGATIVE_MODES:
             raise ValueError(f'negatives must be one of {NEGATIVE_MODES}, got '
