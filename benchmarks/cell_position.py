@@ -108,8 +108,9 @@ def main() -> None:
     image_dir = osp.join(args.data_root, 'images')
     print(f'\n{len(image_ids)} val images, ODAM score maps of the objects '
           'detected with IoU > 0.9')
-    print('| cell_position | objects (height) | count | PG box % | enPG box % | '
-          'PG mask % | enPG mask % | dx centroid px | dx peak px |')
+    print('| cell_position | objects (height) | count | PG box % | '
+          'enPG box % | PG mask % | enPG mask % | dx centroid px | '
+          'dx peak px |')
     print('|---|---|---|---|---|---|---|---|---|')
     for position in CELL_POSITIONS:
         rows = object_scores(model, coco, image_dir, image_ids, position)

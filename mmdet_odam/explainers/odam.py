@@ -8,9 +8,9 @@ from torch import Tensor
 
 from ..registry import EXPLAINERS
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (GRAD_MODES, check_cell_position, feature_to_image, gaussian_smooth,
-                      kernel_radius, normalize_maps, odam_map, paste_in_boxes,
-                      smoothing_sigmas, upsample_cells,
+from .heatmap import (GRAD_MODES, check_cell_position, feature_to_image,
+                      gaussian_smooth, kernel_radius, normalize_maps, odam_map,
+                      paste_in_boxes, smoothing_sigmas, upsample_cells,
                       weighted_activation_map)
 
 TARGETS = ATTRIBUTES + ('combined', )
