@@ -29,9 +29,13 @@ detection:
 4. The map of each level is formed from the fused pair with the base's own
    weighting (``heatmap.odam_map`` with its ``smooth`` / ``grad_mode``; the
    Grad-CAM++ weights for a Grad-CAM++ base), sampled to the original image
-   from the largest scale's grid, summed (or max) over levels, and scaled to
-   [0, 1] as the base does. Adaptive smoothing uses the box size at the
-   largest scale.
+   from the largest scale's grid (placing cells by the base's
+   ``cell_position``), summed (or max) over levels, and scaled to [0, 1] as
+   the base does. Adaptive smoothing uses the box size at the largest scale.
+   The resize between scales treats cells as blocks (``'grid'``); with a
+   ``'receptive_field'`` base, the smaller scales' cells are off by at most
+   (s - 1) / 2 * (1 / f - 1 / f_max) original pixels (1.75 px for stride 8
+   and scales 1 / 2).
 
 With ``scales=(1.0, )`` every step is the identity and the result equals the
 base explainer's (up to the float summation order of Grad-CAM's global mean,
