@@ -23,21 +23,14 @@ Usage::
 Exit status 0 when every check passes.
 """
 import argparse
-import importlib.util
 import json
 import math
 import os.path as osp
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'eval_explanations', osp.join(ROOT, 'tools', 'eval_explanations.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from cli_common import load_script  # noqa: E402
 
 
 PAPER_BASELINES = ('gradcam', 'gradcampp', 'drise')
@@ -97,7 +90,7 @@ def main() -> int:
         print(saved['table'])
         results = saved['methods']
     else:
-        tool = load_tool()
+        tool = load_script('tools/eval_explanations.py')
         results = tool.main([
             args.config, args.checkpoint, '--num-images',
             str(args.num_images), '--drise-masks', str(args.drise_masks),

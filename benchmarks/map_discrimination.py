@@ -21,7 +21,6 @@ Usage::
         checkpoints/fcos_tiny_odam-train_synthetic-crowd.pth --num-images 100
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
@@ -31,16 +30,9 @@ from mmengine.registry import init_default_scope
 from pycocotools.coco import COCO
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, osp.join(ROOT, 'tools')]
+from cli_common import load_script  # noqa: E402
 from mmdet_odam.evaluation.explanation_metrics import box_iou  # noqa: E402
-
-
-def load_crowd_nms():
-    spec = importlib.util.spec_from_file_location(
-        'crowd_nms', osp.join(ROOT, 'benchmarks', 'crowd_nms.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def roc_auc(positives: torch.Tensor, negatives: torch.Tensor) -> float:
@@ -105,7 +97,7 @@ def main() -> None:
         if not osp.isfile(path):
             sys.exit(f'error: checkpoint not found: {path}')
     torch.set_num_threads(args.threads)
-    crowd_nms = load_crowd_nms()
+    crowd_nms = load_script('benchmarks/crowd_nms.py')
     init_default_scope('mmdet')
     cfg = Config.fromfile(osp.join(ROOT, crowd_nms.CONFIG))
     dataset = crowd_nms.build_dataset(cfg, args.data_root)

@@ -23,7 +23,6 @@ Usage::
 """
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -32,19 +31,13 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from cli_common import load_script  # noqa: E402
 BASE_CFG = osp.join(ROOT, 'configs/fcos/fcos_tiny_synthetic-crowd.py')
 ODAM_CFG = osp.join(ROOT,
                     'configs/fcos/fcos_tiny_odam-train_synthetic-crowd.py')
 R50_CFG = osp.join(ROOT,
                    'configs/fcos/fcos_r50_fpn_gn-head_odam-train_1x_coco.py')
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def detection_ap50(checkpoint: str, work_dir: str, data_root: str) -> float:
@@ -66,7 +59,7 @@ def detection_ap50(checkpoint: str, work_dir: str, data_root: str) -> float:
 
 def explanation_metrics(checkpoint: str, work_dir: str, data_root: str,
                         num_images: int) -> dict:
-    tool = load_tool('eval_explanations')
+    tool = load_script('tools/eval_explanations.py')
     argv = [BASE_CFG, checkpoint, '--methods', 'odam', '--deletion-steps',
             '0', '--work-dir', work_dir, '--log-interval', '50',
             '--cfg-options', f'test_dataloader.dataset.data_root={data_root}',

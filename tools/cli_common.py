@@ -1,10 +1,25 @@
 """Helpers shared by the thin CLIs in ``tools/`` (kept free of heavy imports
 so that bad arguments fail fast, before torch and MMDetection load)."""
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import sys
+from types import ModuleType
 from typing import List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """Import a script of this repository (e.g. ``tools/test.py``, not a
+    package module) by its path relative to the repository root."""
+    name = osp.splitext(osp.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO_ROOT, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def resolve_config(path: str) -> str:
