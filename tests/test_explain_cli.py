@@ -136,6 +136,17 @@ def test_cli_bad_feature(tmp_path, checkpoints, val_images, explain_tool,
     assert 'neck' in line  # says which features exist
 
 
+def test_cli_bad_cell_position(tmp_path, checkpoints, val_images,
+                               explain_tool, capsys):
+    code, _, err = _main(explain_tool, capsys, CONFIG, checkpoints['good'],
+                         val_images[0], '--out-dir', tmp_path / 'out',
+                         '--device', 'cpu', '--cell-position', 'centre')
+    assert code != 0
+    line = err.strip().splitlines()[-1]
+    assert line.startswith('error:') and 'cell_position' in line
+    assert 'receptive_field' in line  # says which values exist
+
+
 def test_cli_checkpoint_mismatch(tmp_path, checkpoints, val_images,
                                  explain_tool, capsys):
     code, _, err = _main(explain_tool, capsys, CONFIG, checkpoints['bad'],

@@ -69,6 +69,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--smooth', default='adaptive',
                    help="gradient smoothing: 'adaptive', 'none', 'global' or "
                    'a sigma in feature cells')
+    p.add_argument('--cell-position', default='grid',
+                   help="where feature cells lie in the image: 'grid' (plain "
+                   "resize) or 'receptive_field' (receptive-field centres)")
     p.add_argument('--alpha', type=float, default=0.7,
                    help='overlay opacity at the hottest pixels, in [0, 1]')
     p.add_argument('--cmap', default='jet', help='matplotlib colormap')
@@ -136,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                      f'{type(e).__name__}: {e}'.splitlines()[0])
     explainer_cfg = dict(type='ODAM', feature=args.feature,
                          grad_mode=args.grad_mode, smooth=_smooth(args.smooth),
-                         method=args.method)
+                         method=args.method, cell_position=args.cell_position)
     try:
         explainer = build_explainer(explainer_cfg)
         build_adapter(model, explainer.feature, explainer.score_target)
