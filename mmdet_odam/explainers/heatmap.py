@@ -289,10 +289,10 @@ def upsample_cells(maps: Tensor, stride: int, margin: bool = False,
       centred on the first input pixel, so in a plain conv stack cell i of
       stride s sees pixels centred on i * s, (s - 1) / 2 pixels up-left of
       its block centre. This is ``F.interpolate(align_corners=True)`` with
-      exactly s pixels per cell. FPN's top-down path and learned weights move
-      the *effective* centre further, so it is an option, not the default
-      (README: measured on the tiny FCOS it raises box Pointing Game on small
-      objects but lowers the mask metrics).
+      exactly s pixels per cell. Where a trained cell's evidence sits need
+      not be that centre, so it is an option, not the default (README:
+      measured on the tiny FCOS it raises box Pointing Game on small objects
+      but lowers the mask metrics).
 
     Heat beyond the grid is zero (one zero cell is padded on every side), so a
     window of a map upsamples to exactly the same pixels as the whole map.
