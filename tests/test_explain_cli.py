@@ -125,26 +125,19 @@ def _main(tool, capsys, *args):
     return code, captured.out, captured.err
 
 
-def test_cli_bad_feature(tmp_path, checkpoints, val_images, explain_tool,
-                         capsys):
+@pytest.mark.parametrize('flag,value,named,choices', [
+    ('--feature', 'nonexistent', "'nonexistent'", 'neck'),
+    ('--cell-position', 'centre', 'cell_position', 'receptive_field')])
+def test_cli_bad_option_one_line(tmp_path, checkpoints, val_images,
+                                 explain_tool, capsys, flag, value, named,
+                                 choices):
     code, _, err = _main(explain_tool, capsys, CONFIG, checkpoints['good'],
                          val_images[0], '--out-dir', tmp_path / 'out',
-                         '--device', 'cpu', '--feature', 'nonexistent')
+                         '--device', 'cpu', flag, value)
     assert code != 0
     line = err.strip().splitlines()[-1]
-    assert line.startswith('error:') and "'nonexistent'" in line
-    assert 'neck' in line  # says which features exist
-
-
-def test_cli_bad_cell_position(tmp_path, checkpoints, val_images,
-                               explain_tool, capsys):
-    code, _, err = _main(explain_tool, capsys, CONFIG, checkpoints['good'],
-                         val_images[0], '--out-dir', tmp_path / 'out',
-                         '--device', 'cpu', '--cell-position', 'centre')
-    assert code != 0
-    line = err.strip().splitlines()[-1]
-    assert line.startswith('error:') and 'cell_position' in line
-    assert 'receptive_field' in line  # says which values exist
+    assert line.startswith('error:') and named in line
+    assert choices in line  # says which values exist
 
 
 def test_cli_checkpoint_mismatch(tmp_path, checkpoints, val_images,
