@@ -34,6 +34,9 @@ from mmdet_odam.evaluation.explanation_metrics import (  # noqa: E402
     pointing_game)
 from mmdet_odam.explainers.heatmap import CELL_POSITIONS  # noqa: E402
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from map_discrimination import xyxy_boxes  # noqa: E402
+
 CONFIG = 'configs/fcos/fcos_tiny_synthetic-crowd.py'
 SMALL = 64  # px: objects up to this height are mostly detected on P3
 
@@ -60,9 +63,7 @@ def object_scores(model, coco: COCO, image_dir: str, image_ids, position: str
                 if not a.get('iscrowd', 0)]
         if not anns:
             continue
-        gt = torch.tensor([[a['bbox'][0], a['bbox'][1],
-                            a['bbox'][0] + a['bbox'][2],
-                            a['bbox'][1] + a['bbox'][3]] for a in anns])
+        gt = xyxy_boxes(anns)
         out = explain(model, osp.join(image_dir, info['file_name']),
                       explainer=explainer, targets=('score', ),
                       score_thr=0.3)

@@ -17,6 +17,7 @@ Usage::
         --images data/synthetic_crowd/images/val --num-images 5 [--r50]
 """
 import argparse
+import functools
 import glob
 import math
 import os.path as osp
@@ -35,6 +36,9 @@ from mmengine.config import Config  # noqa: E402
 
 from mmdet_odam.apis import explain  # noqa: E402
 from mmdet_odam.explainers import ODAM  # noqa: E402
+from mmdet_odam.explainers import odam as odam_module  # noqa: E402
+from mmdet_odam.explainers.adapters.dense import \
+    DenseHeadAdapter  # noqa: E402
 
 TINY_CONFIG = 'configs/fcos/fcos_tiny_synthetic-crowd.py'
 R50_CONFIG = 'configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'
@@ -88,9 +92,6 @@ def tiny_fcos_breakdown(args) -> None:
     is a fresh zero tensor of the output's shape, timed alone (its first
     touch is page faults: this is the cost of materialising the result).
     """
-    import functools
-    from mmdet_odam.explainers import odam as odam_module
-    from mmdet_odam.explainers.adapters.dense import DenseHeadAdapter
     model = init_detector(TINY_CONFIG, args.checkpoint, device=args.device)
     model.bbox_head.test_cfg.score_thr = 0.0
     model.bbox_head.test_cfg.max_per_img = 30

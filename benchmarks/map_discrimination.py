@@ -36,36 +36,39 @@ from mmdet_odam.evaluation.explanation_metrics import box_iou  # noqa: E402
 
 
 def roc_auc(positives: torch.Tensor, negatives: torch.Tensor) -> float:
-    """P(positive < negative) + P(tie) / 2, by ranks (Mann-Whitney U)."""
-    values = torch.cat([positives, negatives]).double()
-    order = values.argsort()
-    ranks = torch.empty_like(values)
-    ranks[order] = torch.arange(1, len(values) + 1, dtype=values.dtype)
-    # average ranks of ties
-    uniq, inverse = values.unique(return_inverse=True)
-    ranks = torch.zeros(len(uniq), dtype=values.dtype).index_add_(
-        0, inverse, ranks) / torch.bincount(inverse).to(values.dtype)
-    ranks = ranks[inverse]
-    n_pos, n_neg = len(positives), len(negatives)
-    u_pos = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2
-    return float(1 - u_pos / (n_pos * n_neg))
+    """P(positive < negative) + P(tie) / 2 over all (positive, negative)
+    pairs, counted with a binary search in the sorted negatives."""
+    negatives = negatives.double().sort().values
+    positives = positives.double()
+    below = torch.searchsorted(negatives, positives, right=False)
+    upto = torch.searchsorted(negatives, positives, right=True)
+    wins = (len(negatives) - upto) + 0.5 * (upto - below)
+    return float(wins.sum() / (len(positives) * len(negatives)))
+
+
+def xyxy_boxes(anns: list) -> torch.Tensor:
+    """(N, 4) x1, y1, x2, y2 boxes of COCO annotations (x, y, w, h)."""
+    boxes = torch.tensor([a['bbox'] for a in anns], dtype=torch.float32)
+    boxes[:, 2:] += boxes[:, :2]
+    return boxes
 
 
 def pair_cosines(cands, coco: COCO, min_score: float):
     """Cosine of every high-IoU candidate pair and whether it spans two
     different GT objects."""
+    # CrowdHuman odgt ids are the image file stems
+    by_stem = {osp.splitext(osp.basename(i['file_name']))[0]: i['id']
+               for i in coco.dataset['images']}
     cosines, different = [], []
     for cand in cands:
+        stem = osp.splitext(osp.basename(str(cand['img_id'])))[0]
         anns = [a for a in coco.loadAnns(coco.getAnnIds(
-            imgIds=coco_id(coco, cand['img_id']))) if not a.get('iscrowd')]
+            imgIds=by_stem[stem])) if not a.get('iscrowd')]
         keep = cand['scores'] > min_score
         boxes, maps = cand['bboxes'][keep], cand['maps'][keep].float()
         if len(anns) < 2 or len(boxes) < 2:
             continue
-        gt = torch.tensor([[a['bbox'][0], a['bbox'][1],
-                            a['bbox'][0] + a['bbox'][2],
-                            a['bbox'][1] + a['bbox'][3]] for a in anns])
-        best, owner = box_iou(boxes, gt).max(dim=1)
+        best, owner = box_iou(boxes, xyxy_boxes(anns)).max(dim=1)
         first, second = torch.triu_indices(len(boxes), len(boxes), 1)
         sel = (box_iou(boxes, boxes)[first, second] > 0.5) & \
             (best[first] > 0.5) & (best[second] > 0.5)
@@ -75,14 +78,6 @@ def pair_cosines(cands, coco: COCO, min_score: float):
         cosines.append((unit[first] * unit[second]).sum(1))
         different.append(owner[first] != owner[second])
     return torch.cat(cosines), torch.cat(different)
-
-
-def coco_id(coco: COCO, img_id) -> int:
-    """COCO image id of a CrowdHuman odgt id (the file stem)."""
-    if not hasattr(coco, '_by_stem'):
-        coco._by_stem = {osp.splitext(osp.basename(i['file_name']))[0]:
-                         i['id'] for i in coco.dataset['images']}
-    return coco._by_stem[osp.splitext(osp.basename(str(img_id)))[0]]
 
 
 def main() -> None:
