@@ -83,6 +83,10 @@ def pair_cosines(cands, coco: COCO, min_score: float):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('checkpoints', nargs='+')
+    p.add_argument('--config', default=None,
+                   help='detector config (default: crowd_nms.py\'s)')
+    p.add_argument('--odam-config', default=None,
+                   help='Odam-NMS config (default: crowd_nms.py\'s)')
     p.add_argument('--data-root', default='data/synthetic_crowd')
     p.add_argument('--num-images', type=int, default=100)
     p.add_argument('--min-score', type=float, default=0.05)
@@ -94,10 +98,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     crowd_nms = load_script('benchmarks/crowd_nms.py')
     init_default_scope('mmdet')
-    cfg = Config.fromfile(osp.join(ROOT, crowd_nms.CONFIG))
+    cfg = Config.fromfile(args.config or osp.join(ROOT, crowd_nms.CONFIG))
     dataset = crowd_nms.build_dataset(cfg, args.data_root)
     mapper = crowd_nms.load_odam_nms(
-        osp.join(ROOT, crowd_nms.ODAM_CONFIG), None)[1].mapper
+        args.odam_config or osp.join(ROOT, crowd_nms.ODAM_CONFIG),
+        None)[1].mapper
     coco = COCO(osp.join(args.data_root, 'annotations', 'instances_val.json'))
     indices = list(range(min(args.num_images, len(dataset))))
     t_lows = (0.1, 0.2, 0.3, 0.4)

@@ -5,7 +5,11 @@ For each image the same detector runs ``inference_detector`` with its standard
 Odam-NMS); medians after a warm-up, in one process so that ratios are robust to
 machine noise. Reported per setting: candidates entering NMS, candidates that
 got a map, time spent in the batched map computation, in the greedy pass
-itself (excluding maps), total time and the ratio to the standard pipeline.
+itself (excluding maps), total time and the ratio to the standard pipeline,
+and the arithmetic of both pipelines (GFLOP of convolutions and matrix
+products, counted by ``torch.utils.flop_counter``; element-wise work is not
+counted): the FLOP ratio is what the time ratio would be if Odam-NMS's extra
+work ran as efficiently as the detector itself.
 
 * tiny trained FCOS (``checkpoints/fcos_tiny_synthetic-crowd.pth``) on
   ``demo/crowd.png`` and ``--num-synthetic`` generated crowd images (256 px);
@@ -27,10 +31,12 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from typing import Optional
 
 import mmcv
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmdet_odam  # noqa: E402,F401
@@ -89,6 +95,21 @@ def instrumented():
         odam_nms._greedy = greedy
 
 
+def gflop(model, img, odam: Optional[dict]) -> float:
+    """GFLOP of one ``inference_detector`` call, with ``odam`` as
+    ``test_cfg.odam_nms`` (None: the standard pipeline)."""
+    head_cfg = model.bbox_head.test_cfg
+    head_cfg.pop('odam_nms', None)
+    if odam is not None:
+        head_cfg['odam_nms'] = dict(type='OdamNMS', **odam)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            inference_detector(model, img)
+    finally:
+        head_cfg.pop('odam_nms', None)
+    return counter.get_total_flops() / 1e9
+
+
 def compare(model, img, settings: dict, repeats: int, label: str) -> None:
     """Print one table row per Odam-NMS setting for one image.
 
@@ -115,18 +136,20 @@ def compare(model, img, settings: dict, repeats: int, label: str) -> None:
             map_s.append(COUNTERS.map_s)
             nms_s.append(COUNTERS.greedy_s - COUNTERS.map_s)
         head_cfg.pop('odam_nms', None)
+        flop_std, flop_odam = gflop(model, img, None), gflop(model, img, odam)
         head_cfg.max_per_img = max_per_img
         t_std = statistics.median(std_times[1:])
         t_odam = statistics.median(odam_times[1:])
         print(f'| {label} | {name} | {COUNTERS.candidates} | {COUNTERS.maps} '
               f'| {t_std:.3f} | {statistics.median(map_s[1:]):.3f} | '
               f'{statistics.median(nms_s[1:]):.3f} | {t_odam:.3f} | '
-              f'{t_odam / t_std:.2f} |', flush=True)
+              f'{t_odam / t_std:.2f} | {flop_std:.2f} | {flop_odam:.2f} | '
+              f'{flop_odam / flop_std:.2f} |', flush=True)
 
 
 HEADER = ('| image | setting | candidates | maps | standard s | maps s | '
-          'greedy s | Odam-NMS s | ratio |\n|---|---|---|---|---|---|---|---|'
-          '---|')
+          'greedy s | Odam-NMS s | ratio | GFLOP standard | GFLOP Odam-NMS | '
+          'FLOP ratio |\n' + '|---' * 12 + '|')
 
 
 def synthetic_images(num: int, seed: int):

@@ -22,7 +22,7 @@ CONFIG_DIR = REPO / 'configs'
 CONFIGS = sorted(
     p.relative_to(REPO).as_posix() for p in CONFIG_DIR.rglob('*.py')
     if '_base_' not in p.relative_to(CONFIG_DIR).parts)
-TINY_CONFIGS = [c for c in CONFIGS if '_tiny_' in c]
+TINY_CONFIGS = [c for c in CONFIGS if '_tiny_' in c or '_tiny-' in c]
 # one config per tiny architecture (the CrowdHuman-format FCOS variant has the
 # same model)
 TINY_ARCH_CONFIGS = [c for c in TINY_CONFIGS if 'crowdhuman' not in c]

@@ -14,6 +14,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 
 import mmdet_odam  # noqa: F401  (installs the wrappers)
+from mmdet_odam.models.candidate_maps import CandidateMapper
 from mmdet_odam.models.odam_nms import (OdamNMS, batched_odam_nms,
                                         install_odam_nms, map_correlation,
                                         odam_nms, pairwise_iou)
@@ -266,6 +267,10 @@ def test_needs_maps_is_exact_pruning():
     assert OdamNMS().needs_maps(boxes, labels, 0.5).all()
     assert not OdamNMS(t_low=None, t_high=1.0).needs_maps(
         boxes, labels, 0.5).any()
+    # the cosine of non-negative maps is >= 0: T_l = 0 cannot keep a pair
+    assert not OdamNMS(**CLASSICAL).needs_maps(boxes, labels, 0.5).any()
+    assert OdamNMS(correlation='pearson', **CLASSICAL).needs_maps(
+        boxes, labels, 0.5).any()
     # the integration computes maps lazily, for needed candidates only,
     # capped at the max_candidates best-scored ones
     for cap, expected in ((0, need), (10, None)):
@@ -346,8 +351,14 @@ def crowd():
     return mmcv.imread(IMAGE)
 
 
-def test_fcos_classical_thresholds_give_standard_detections(fcos, crowd):
+def test_fcos_classical_thresholds_give_standard_detections(
+        fcos, crowd, monkeypatch):
     head_cfg = fcos.bbox_head.test_cfg
+
+    def no_maps(*args, **kwargs):
+        raise AssertionError('no map can matter with T_l = 0, T_h = 1')
+
+    monkeypatch.setattr(CandidateMapper, 'dense', no_maps)
     # rescaled input (scale_factor != 1) and an active min_bbox_size filter
     resized = mmcv.imresize(crowd, (320, 200))
     head_cfg['min_bbox_size'] = 6

@@ -483,16 +483,20 @@ class OdamNMS:
         return float(nms_cfg['iou_threshold'])
 
     def _maps_unused(self) -> bool:
-        """No decision can depend on a map (IoU rule only)."""
-        return self.t_low is None and (self.t_high is None
-                                       or self.t_high >= 1)
+        """No decision can depend on a map (IoU rule only): every
+        correlation passes T_low and none exceeds T_high."""
+        # ODAM maps are non-negative, so their cosine is never below 0
+        lowest = 0.0 if self.correlation == 'cosine' else -1.0
+        return (self.t_low is None or self.t_low <= lowest) and (
+            self.t_high is None or self.t_high >= 1)
 
     def needs_maps(self, bboxes: Tensor, labels: Tensor, iou_threshold: float,
                    class_agnostic: bool = False,
                    rows: Optional[Tensor] = None) -> Tensor:
         """Candidates whose map can change a decision, (R, ) bool.
 
-        None when no map is used (``t_low=None`` and ``t_high`` None or >= 1);
+        None when no map is used (``t_low`` None or at most the lowest
+        correlation, 0 for cosine, and ``t_high`` None or >= 1);
         all when a low-IoU pair can be removed (``t_high < 1``); otherwise only
         candidates with a same-class partner of IoU > T_iou: every other pair
         they form is low-IoU, and no correlation exceeds 1.
