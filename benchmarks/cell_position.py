@@ -16,6 +16,9 @@ Usage::
     python tools/generate_synthetic_crowd.py --out-dir data/synthetic_crowd
     python benchmarks/cell_position.py \\
         --checkpoint checkpoints/fcos_tiny_synthetic-crowd.pth --num-images 200
+
+``--feature backbone`` explains at the backbone stages instead of the FPN;
+``--config``/``--checkpoint`` take another tiny FCOS (e.g. the P2 variant).
 """
 import argparse
 import os.path as osp
@@ -51,12 +54,12 @@ def horizontal_offsets(heatmap: torch.Tensor, box: torch.Tensor) -> tuple:
     return centroid - centre, (peak[1] + 0.5 - centre) if peak else 0.0
 
 
-def object_scores(model, coco: COCO, image_dir: str, image_ids, position: str
-                  ) -> torch.Tensor:
+def object_scores(model, coco: COCO, image_dir: str, image_ids, position: str,
+                  feature: str = 'neck') -> torch.Tensor:
     """Rows (height, PG box, enPG box, PG mask, enPG mask, dx centroid,
     dx peak) for every well-detected object."""
     rows = []
-    explainer = dict(type='ODAM', cell_position=position)
+    explainer = dict(type='ODAM', cell_position=position, feature=feature)
     for img_id in image_ids:
         info = coco.loadImgs(img_id)[0]
         anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id))
@@ -92,29 +95,33 @@ def summary(rows: torch.Tensor) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--config', default=CONFIG)
     p.add_argument('--checkpoint',
                    default='checkpoints/fcos_tiny_synthetic-crowd.pth')
+    p.add_argument('--feature', default='neck',
+                   help="ODAM's feature maps ('neck' or 'backbone')")
     p.add_argument('--data-root', default='data/synthetic_crowd')
     p.add_argument('--num-images', type=int, default=200)
     p.add_argument('--threads', type=int, default=2)
     args = p.parse_args()
     ann_file = osp.join(args.data_root, 'annotations', 'instances_val.json')
-    for path in (args.checkpoint, ann_file):
+    for path in (args.config, args.checkpoint, ann_file):
         if not osp.isfile(path):
             sys.exit(f'error: not found: {path}')
     torch.set_num_threads(args.threads)
-    model = init_detector(CONFIG, args.checkpoint, device='cpu')
+    model = init_detector(args.config, args.checkpoint, device='cpu')
     coco = COCO(ann_file)
     image_ids = sorted(coco.getImgIds())[:args.num_images]
     image_dir = osp.join(args.data_root, 'images')
-    print(f'\n{len(image_ids)} val images, ODAM score maps of the objects '
-          'detected with IoU > 0.9')
+    print(f'\n{len(image_ids)} val images, ODAM score maps ({args.feature} '
+          'features) of the objects detected with IoU > 0.9')
     print('| cell_position | objects (height) | count | PG box % | '
           'enPG box % | PG mask % | enPG mask % | dx centroid px | '
           'dx peak px |')
     print('|---|---|---|---|---|---|---|---|---|')
     for position in CELL_POSITIONS:
-        rows = object_scores(model, coco, image_dir, image_ids, position)
+        rows = object_scores(model, coco, image_dir, image_ids, position,
+                             args.feature)
         small = rows[:, 0] <= SMALL
         for name, sel in (('all', slice(None)), (f'<= {SMALL} px', small),
                           (f'> {SMALL} px', ~small)):

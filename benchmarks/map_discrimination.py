@@ -87,6 +87,9 @@ def main() -> None:
                    help='detector config (default: crowd_nms.py\'s)')
     p.add_argument('--odam-config', default=None,
                    help='Odam-NMS config (default: crowd_nms.py\'s)')
+    p.add_argument('--score-target', choices=('logit', 'score'),
+                   default=None, help='explained scalar of the maps '
+                   '(default: the Odam-NMS config\'s, the class logit)')
     p.add_argument('--data-root', default='data/synthetic_crowd')
     p.add_argument('--num-images', type=int, default=100)
     p.add_argument('--min-score', type=float, default=0.05)
@@ -103,6 +106,8 @@ def main() -> None:
     mapper = crowd_nms.load_odam_nms(
         args.odam_config or osp.join(ROOT, crowd_nms.ODAM_CONFIG),
         None)[1].mapper
+    if args.score_target is not None:
+        mapper.score_target = args.score_target
     coco = COCO(osp.join(args.data_root, 'annotations', 'instances_val.json'))
     indices = list(range(min(args.num_images, len(dataset))))
     t_lows = (0.1, 0.2, 0.3, 0.4)
