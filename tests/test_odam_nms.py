@@ -271,6 +271,9 @@ def test_needs_maps_is_exact_pruning():
     assert not OdamNMS(**CLASSICAL).needs_maps(boxes, labels, 0.5).any()
     assert OdamNMS(correlation='pearson', **CLASSICAL).needs_maps(
         boxes, labels, 0.5).any()
+    signed = OdamNMS(**CLASSICAL)
+    signed.mapper.grad_mode = 'pos'
+    assert signed.needs_maps(boxes, labels, 0.5).any()
     # the integration computes maps lazily, for needed candidates only,
     # capped at the max_candidates best-scored ones
     for cap, expected in ((0, need), (10, None)):
