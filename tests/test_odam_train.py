@@ -59,6 +59,13 @@ def test_pairs_stay_inside_images_and_respect_negative_mode():
     assert not negative_pairs(boxes, 'overlap').any()
     assert negative_pairs(boxes, 'all').tolist() == [[False, True],
                                                      [True, False]]
+    # 'crowd': GT IoU > 0.5 only. IoU(0, 1) = 80 / 120, IoU(1, 2) = 60 / 140,
+    # IoU(0, 2) = 40 / 160
+    boxes = torch.tensor([[0., 0., 10., 10.], [2., 0., 12., 10.],
+                          [6., 0., 16., 10.]])
+    assert negative_pairs(boxes, 'crowd').tolist() == [
+        [False, True, False], [True, False, False], [False, False, False]]
+    assert negative_pairs(boxes, 'overlap').sum() == 6
 
 
 def test_zero_maps_are_skipped_and_empty_input_is_zero():

@@ -12,7 +12,9 @@ Decisions (see README):
 
 * Grouping is per GT object *inside its own image*; negatives come only from
   other objects of the same image (``negatives='overlap'``: objects whose GT
-  box overlaps p's, the authors' choice; ``'all'``: every other object).
+  box overlaps p's, the authors' choice; ``'crowd'``: objects whose GT box
+  has IoU > 0.5 with p's, the hard pairs of Odam-NMS; ``'all'``: every other
+  object).
 * dY/dA is a constant (the authors' choice; no double backward, which mmcv's
   RoIAlign does not support anyway) and A stays in the graph, so the losses
   reach the features: neck and backbone. ``second_order=True`` keeps the graph
@@ -47,7 +49,9 @@ from ..explainers.adapters.receptive_field import record_norm_stats
 from ..explainers.heatmap import cell_shift, odam_map, smoothing_sigmas
 from .candidate_maps import CandidateMapper, resample_to_grid
 
-NEGATIVE_MODES = ('overlap', 'all')
+NEGATIVE_MODES = ('overlap', 'all', 'crowd')
+#: GT IoU above which two objects are a 'crowd' pair (CrowdHuman's crowd set)
+CROWD_IOU = 0.5
 
 
 def odam_pair_losses(maps: Tensor, groups: Tensor, group_images: Tensor,
@@ -121,7 +125,8 @@ def negative_pairs(gt_boxes: Tensor, mode: str) -> Tensor:
 
     Args:
         gt_boxes (Tensor): (G, 4).
-        mode (str): ``'overlap'`` (GT boxes intersect) or ``'all'``.
+        mode (str): ``'overlap'`` (GT boxes intersect), ``'crowd'`` (GT IoU
+            > 0.5: the pairs an NMS at T_iou 0.5 can merge) or ``'all'``.
 
     Returns:
         Tensor: (G, G) bool, False on the diagonal.
@@ -131,7 +136,8 @@ def negative_pairs(gt_boxes: Tensor, mode: str) -> Tensor:
         pairs = torch.ones((num, num), dtype=torch.bool,
                            device=gt_boxes.device)
     else:
-        pairs = bbox_overlaps(gt_boxes, gt_boxes) > 0
+        threshold = CROWD_IOU if mode == 'crowd' else 0.0
+        pairs = bbox_overlaps(gt_boxes, gt_boxes) > threshold
     return pairs & ~torch.eye(num, dtype=torch.bool, device=gt_boxes.device)
 
 
@@ -183,7 +189,8 @@ class OdamTrainLoss(nn.Module):
             edge (input-image aspect ratio).
         max_positives (int): Cap per image (the best positives of every object
             are kept); <= 0 means no cap.
-        negatives (str): ``'overlap'`` or ``'all'`` (see module docstring).
+        negatives (str): ``'overlap'``, ``'crowd'`` or ``'all'`` (see module
+            docstring).
         score_target (str): ``'logit'`` or ``'score'`` (see ``CandidateMapper``).
         smooth (str | float): Phi of the maps.
         sigma_scale (float): Adaptive sigma fraction.
