@@ -83,10 +83,6 @@ def pair_cosines(cands, coco: COCO, min_score: float):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('checkpoints', nargs='+')
-    p.add_argument('--config', default=None,
-                   help='detector config (default: crowd_nms.py\'s)')
-    p.add_argument('--odam-config', default=None,
-                   help='Odam-NMS config (default: crowd_nms.py\'s)')
     p.add_argument('--score-target', choices=('logit', 'score'),
                    default=None, help='explained scalar of the maps '
                    '(default: the Odam-NMS config\'s, the class logit)')
@@ -101,11 +97,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     crowd_nms = load_script('benchmarks/crowd_nms.py')
     init_default_scope('mmdet')
-    cfg = Config.fromfile(args.config or osp.join(ROOT, crowd_nms.CONFIG))
+    cfg = Config.fromfile(osp.join(ROOT, crowd_nms.CONFIG))
     dataset = crowd_nms.build_dataset(cfg, args.data_root)
     mapper = crowd_nms.load_odam_nms(
-        args.odam_config or osp.join(ROOT, crowd_nms.ODAM_CONFIG),
-        None)[1].mapper
+        osp.join(ROOT, crowd_nms.ODAM_CONFIG), None)[1].mapper
     if args.score_target is not None:
         mapper.score_target = args.score_target
     coco = COCO(osp.join(args.data_root, 'annotations', 'instances_val.json'))

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 GRAD_MODES = ('pos_relu', 'neg_relu', 'pos', 'abs')
+# modes whose maps are >= 0 everywhere (all but the signed 'pos')
+NON_NEGATIVE_GRAD_MODES = ('pos_relu', 'neg_relu', 'abs')
 # Where a feature cell (i, j) of stride s sits in input pixels (see
 # upsample_cells): 'grid' = the centre of the s x s block it covers, pixel
 # coordinate (i + 0.5) * s (a plain resize); 'receptive_field' = pixel

@@ -97,6 +97,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..explainers.adapters.dense import dense_candidates
+from ..explainers.heatmap import NON_NEGATIVE_GRAD_MODES
 from .candidate_maps import CandidateMapper
 
 CORRELATIONS = ('cosine', 'pearson')
@@ -485,11 +486,9 @@ class OdamNMS:
     def _maps_unused(self) -> bool:
         """No decision can depend on a map (IoU rule only): every
         correlation passes T_low and none exceeds T_high."""
-        # the cosine of non-negative maps (every grad mode but the signed
-        # 'pos') is never below 0
-        non_negative = self.mapper.grad_mode != 'pos'
-        lowest = 0.0 if self.correlation == 'cosine' and non_negative \
-            else -1.0
+        # the cosine of non-negative maps is never below 0
+        lowest = 0.0 if self.correlation == 'cosine' and \
+            self.mapper.grad_mode in NON_NEGATIVE_GRAD_MODES else -1.0
         return (self.t_low is None or self.t_low <= lowest) and (
             self.t_high is None or self.t_high >= 1)
 
