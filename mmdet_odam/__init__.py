@@ -4,16 +4,16 @@ Importing this package registers all of its modules into MMDetection's registrie
 so a config only needs::
 
     custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+
+Importing changes nothing else in the process (checkpoint loading stays
+torch's and mmengine's own; see :mod:`mmdet_odam.utils.checkpoint`).
 """
-from .utils import patch_checkpoint_loading
 from .version import __version__
 
-patch_checkpoint_loading()
-
-from . import datasets  # noqa: E402,F401  (registers modules)
-from . import evaluation  # noqa: E402,F401
-from . import explainers  # noqa: E402,F401
-from . import engine  # noqa: E402,F401
-from . import models  # noqa: E402,F401
+from . import datasets  # noqa: F401  (registers modules)
+from . import evaluation  # noqa: F401
+from . import explainers  # noqa: F401
+from . import engine  # noqa: F401
+from . import models  # noqa: F401
 
 __all__ = ['__version__']

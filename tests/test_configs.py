@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -236,9 +237,11 @@ def test_cli_missing_files_one_line_error(tmp_path):
 
 
 def test_train_cli_checkpoint_roundtrip(synthetic_crowd_root, tmp_path):
+    """Runner-written checkpoints, with resume state (optimizer, schedulers,
+    message hub) and without, resume / load through the safe loader."""
     config = 'configs/fcos/fcos_tiny_synthetic-crowd.py'
     common = _data_options(synthetic_crowd_root) + [
-        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+        'train_cfg.val_interval=1',
         'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
         'test_dataloader.batch_size=4', 'default_hooks.logger.interval=1',
         # an almost untrained model: keep all boxes so the metric has input
@@ -246,31 +249,75 @@ def test_train_cli_checkpoint_roundtrip(synthetic_crowd_root, tmp_path):
     ]
     wd1 = tmp_path / 'run1'
     res = _run(['tools/train.py', config, '--work-dir',
-                str(wd1), '--cfg-options'] + common)
+                str(wd1), '--cfg-options'] + common + ['train_cfg.max_epochs=1'])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     ckpt = wd1 / 'epoch_1.pth'
     assert ckpt.is_file()
     assert 'coco/bbox_mAP' in res.stdout + res.stderr
 
-    # a second run starts from the first checkpoint: mmengine's loader needs
-    # the torch >= 2.6 `weights_only` fix that importing mmdet_odam applies
-    wd2 = tmp_path / 'run2'
-    res = _run(['tools/train.py', config, '--work-dir',
-                str(wd2), '--cfg-options'] + common + [f'load_from={ckpt}'])
+    # torch's own weights_only refuses the message hub; ours loads exactly
+    # what full unpickling gives
+    from mmdet_odam.utils import load_checkpoint_file
+    with pytest.raises(Exception, match='HistoryBuffer'):
+        torch.load(ckpt, weights_only=True)
+    safe = load_checkpoint_file(ckpt)
+    full = load_checkpoint_file(ckpt, trusted=True)
+    assert safe.keys() == full.keys() >= {'optimizer', 'message_hub'}
+    for key, value in full['state_dict'].items():
+        assert torch.equal(safe['state_dict'][key], value)
+    for name, buffer in full['message_hub']['log_scalars'].items():
+        other = safe['message_hub']['log_scalars'][name]
+        assert np.array_equal(other.data[0], buffer.data[0])
+        assert other.mean() == buffer.mean()
+
+    # resume (optimizer, schedulers, message hub) for a second epoch, saved
+    # without resume state
+    res = _run(['tools/train.py', config, '--work-dir', str(wd1), '--resume',
+                str(ckpt), '--cfg-options'] + common + [
+                    'train_cfg.max_epochs=2',
+                    'default_hooks.checkpoint.save_optimizer=False',
+                    'default_hooks.checkpoint.save_param_scheduler=False'])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert 'Load checkpoint from' in res.stdout + res.stderr
-    assert (wd2 / 'epoch_1.pth').is_file()
+    assert 'resumed epoch: 1' in res.stdout + res.stderr
+    plain = wd1 / 'epoch_2.pth'
+    assert 'optimizer' not in load_checkpoint_file(plain)
 
     out = tmp_path / 'preds.pkl'
     res = _run([
         'tools/test.py', config,
-        str(wd2 / 'epoch_1.pth'), '--work-dir',
+        str(plain), '--work-dir',
         str(tmp_path / 'test'), '--out',
         str(out), '--cfg-options'
     ] + common)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert out.is_file()
     assert 'coco/bbox_mAP' in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize('tool', ['tools/test.py', 'tools/eval_explanations.py'])
+def test_tools_refuse_mismatched_and_unsafe_checkpoints(
+        tool, synthetic_crowd_root, tmp_path, malicious_checkpoint):
+    """A checkpoint of another architecture is one ``error:`` line and a
+    non-zero exit, not warnings and a half-random model; a checkpoint whose
+    pickle would run code is refused without running it."""
+    evil, marker = malicious_checkpoint
+    cases = (('configs/retinanet/retinanet_tiny_synthetic-crowd.py',
+              'checkpoints/fcos_tiny_synthetic-crowd.pth', 'does not match'),
+             ('configs/fcos/fcos_tiny_synthetic-crowd.py', str(evil),
+              'builtins.exec'))
+    for config, checkpoint, expected in cases:
+        extra = ['--methods', 'odam', '--num-images', '1',
+                 '--deletion-steps', '0', '--work-dir',
+                 str(tmp_path / 'eval')] if 'eval' in tool else \
+            ['--work-dir', str(tmp_path / 'test')]
+        res = _run([tool, config, checkpoint] + extra + ['--cfg-options'] +
+                   _data_options(synthetic_crowd_root))
+        assert res.returncode != 0
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith('error:') and expected in last, \
+            res.stderr[-2000:]
+        assert 'Traceback' not in res.stderr
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize('config', [

@@ -63,3 +63,31 @@ def parse_runner_args(parser: argparse.ArgumentParser,
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser,
+                        partial_load: bool = True) -> None:
+    """``--trust-checkpoint`` (full unpickling of the given checkpoint) and,
+    for tools that evaluate a checkpoint, ``--allow-partial-load``."""
+    parser.add_argument(
+        '--trust-checkpoint', action='store_true',
+        help='unpickle the checkpoint fully (it may then run code: only for '
+        'files you trust); by default only weights and the data types '
+        'MMEngine checkpoints hold are loaded')
+    if partial_load:
+        parser.add_argument(
+            '--allow-partial-load', action='store_true',
+            help='load a checkpoint whose weights do not all fit the config '
+            '(default: missing, unexpected or wrongly shaped weights are an '
+            'error)')
+
+
+def apply_checkpoint_args(cfg, args: argparse.Namespace,
+                          checkpoint: Optional[str]) -> None:
+    """Set the :class:`mmdet_odam.engine.SafeCheckpointRunner` keys of
+    ``cfg`` (``trusted_checkpoints``, ``strict_load``) from the arguments."""
+    if checkpoint and getattr(args, 'trust_checkpoint', False):
+        cfg.trusted_checkpoints = list(cfg.get('trusted_checkpoints', None)
+                                       or []) + [checkpoint]
+    if hasattr(args, 'allow_partial_load'):
+        cfg.strict_load = not args.allow_partial_load

@@ -98,10 +98,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import torch
 
-    import mmdet_odam  # noqa: F401  (registers modules, fixes torch.load)
-    from mmdet_odam.apis import explain
-    from mmdet_odam.apis.export import (explanation_summary,
-                                        init_explained_detector, read_image,
+    import mmdet_odam  # noqa: F401  (registers modules)
+    from mmdet_odam.apis import explain, init_explained_detector
+    from mmdet_odam.apis.export import (explanation_summary, read_image,
                                         save_explanation)
 
     device = args.device or ('cuda:0' if torch.cuda.is_available() else

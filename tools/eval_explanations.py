@@ -31,7 +31,8 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import add_runner_args, parse_runner_args  # noqa: E402
+from cli_common import (add_checkpoint_args, add_runner_args,  # noqa: E402
+                        apply_checkpoint_args, parse_runner_args)
 
 METHODS = {
     'odam': dict(type='ODAM'),
@@ -83,6 +84,7 @@ def parse_args(argv=None):
                    help='torch CPU threads (1 avoids oversubscription on '
                    'a busy machine)')
     add_runner_args(p)
+    add_checkpoint_args(p)
     return parse_runner_args(p, argv)
 
 
@@ -121,6 +123,7 @@ def build_method_cfg(base_cfg, name: str, args, stamp: str):
     work_dir = osp.join(args.work_dir, name)
     cfg.work_dir = work_dir
     cfg.load_from = args.checkpoint
+    apply_checkpoint_args(cfg, args, args.checkpoint)
     cfg.resume = False
     cfg.launcher = args.launcher
     cfg.experiment_name = f'explain_{name}_{stamp}'
@@ -207,10 +210,12 @@ def main(argv=None) -> dict:
         if not osp.isfile(path):
             sys.exit(f'error: {what} not found: {path}')
     sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
-    import mmdet_odam  # noqa: F401  (registers modules, checkpoint shim)
+    import mmdet_odam  # noqa: F401  (registers modules)
+    from mmdet_odam.engine import build_runner
+    from mmdet_odam.utils import (CheckpointMismatchError,
+                                  UnsafeCheckpointError)
     from mmengine.config import Config
     from mmengine.dist import get_rank
-    from mmengine.runner import Runner
 
     if args.num_threads:
         import torch
@@ -222,8 +227,11 @@ def main(argv=None) -> dict:
     results = {}
     for name in args.methods:
         cfg = build_method_cfg(base_cfg, name, args, stamp)
-        runner = Runner.from_cfg(cfg)
-        metrics = runner.test()
+        runner = build_runner(cfg)
+        try:
+            metrics = runner.test()
+        except (CheckpointMismatchError, UnsafeCheckpointError) as e:
+            sys.exit(f'error: {e}')
         metric = runner.test_evaluator.metrics[0]
         results[name] = dict(
             metrics={k.split('/', 1)[-1]: v for k, v in metrics.items()},

@@ -75,6 +75,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--alpha', type=float, default=0.7,
                    help='overlay opacity at the hottest pixels, in [0, 1]')
     p.add_argument('--cmap', default='jet', help='matplotlib colormap')
+    p.add_argument('--trust-checkpoint', action='store_true',
+                   help='unpickle the checkpoint fully (it may then run '
+                   'code: only for files you trust)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config settings, key=value pairs')
     return p.parse_args(argv)
@@ -112,11 +115,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
-    import mmdet_odam  # noqa: F401  (registers modules, fixes torch.load)
-    from mmdet_odam.apis import build_explainer, explain
+    import mmdet_odam  # noqa: F401  (registers modules)
+    from mmdet_odam.apis import (build_explainer, explain,
+                                 init_explained_detector)
     from mmdet_odam.apis.explain import build_test_pipeline
-    from mmdet_odam.apis.export import (collect_images,
-                                        init_explained_detector, read_image,
+    from mmdet_odam.apis.export import (collect_images, read_image,
                                         save_explanation, unique_stems)
     from mmdet_odam.explainers import build_adapter
 
@@ -131,7 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              'cpu')
     try:
         model = init_explained_detector(args.config, args.checkpoint, device,
-                                        args.cfg_options)
+                                        args.cfg_options,
+                                        trusted=args.trust_checkpoint)
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     except Exception as e:  # config syntax, unknown model type, bad device

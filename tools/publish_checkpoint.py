@@ -28,8 +28,11 @@ def main() -> None:
         sys.exit(f'error: {args.dst} exists; pass --force to replace it')
     import torch
 
-    from mmdet_odam.utils import load_local_checkpoint
-    checkpoint = load_local_checkpoint(args.src, map_location='cpu')
+    from mmdet_odam.utils import UnsafeCheckpointError, load_checkpoint_file
+    try:
+        checkpoint = load_checkpoint_file(args.src, map_location='cpu')
+    except UnsafeCheckpointError as e:
+        sys.exit(f'error: {e}')
     if 'state_dict' not in checkpoint:
         sys.exit(f'error: {args.src} has no state_dict')
     meta = checkpoint.get('meta', {})

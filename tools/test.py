@@ -1,8 +1,10 @@
 """Test (and evaluate) a detector with MMDetection 3.x and mmdet-odam modules.
 
 Same arguments as MMDetection's ``tools/test.py``. Importing ``mmdet_odam``
-registers this project's modules and makes mmengine's checkpoint loading work
-with torch >= 2.6.
+registers this project's modules; the checkpoint is loaded by
+``SafeCheckpointRunner`` (no code from the file runs unless
+``--trust-checkpoint``) and must fit the config (``--allow-partial-load`` to
+load it anyway).
 
 Metrics come from the config's test evaluator: COCO bbox mAP for COCO-format
 data; AP50 / MR^-2 / JI and the crowd / sparse recall breakdown
@@ -22,7 +24,8 @@ import sys
 from copy import deepcopy
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_runner_args, parse_runner_args,  # noqa: E402
+from cli_common import (add_checkpoint_args, add_runner_args,  # noqa: E402
+                        apply_checkpoint_args, parse_runner_args,
                         resolve_config)
 
 
@@ -94,6 +97,7 @@ def parse_args():
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--tta', action='store_true')
     add_runner_args(parser)
+    add_checkpoint_args(parser)
     return parse_runner_args(parser)
 
 
@@ -105,13 +109,14 @@ def main():
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit('error: --out must be a .pkl or .pickle file')
 
-    import mmdet_odam  # noqa: F401  (registers modules, fixes torch.load)
+    import mmdet_odam  # noqa: F401  (registers modules)
+    from mmdet_odam.engine import build_runner
+    from mmdet_odam.utils import (CheckpointMismatchError,
+                                  UnsafeCheckpointError)
     from mmengine.config import Config, ConfigDict
-    from mmengine.runner import Runner
 
     from mmdet.engine.hooks.utils import trigger_visualization_hook
     from mmdet.evaluation import DumpDetResults
-    from mmdet.registry import RUNNERS
     from mmdet.utils import setup_cache_size_limit_of_dynamo
 
     setup_cache_size_limit_of_dynamo()
@@ -131,6 +136,7 @@ def main():
                                 osp.splitext(osp.basename(config))[0])
 
     cfg.load_from = args.checkpoint
+    apply_checkpoint_args(cfg, args, args.checkpoint)
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -164,15 +170,14 @@ def main():
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-
+    runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-    runner.test()
+    try:
+        runner.test()
+    except (CheckpointMismatchError, UnsafeCheckpointError) as e:
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
 """Train a detector with MMDetection 3.x and the mmdet-odam modules.
 
 Same arguments as MMDetection's ``tools/train.py``. Importing ``mmdet_odam``
-registers this project's modules and makes mmengine's checkpoint loading work
-with torch >= 2.6 (``load_from`` / ``--resume``).
+registers this project's modules; ``load_from`` / ``--resume`` checkpoints are
+loaded by ``SafeCheckpointRunner`` (Runner-written checkpoints resume; no code
+from the file runs unless ``--trust-checkpoint``).
 
 Example::
 
@@ -13,7 +14,8 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_runner_args, parse_runner_args,  # noqa: E402
+from cli_common import (add_checkpoint_args, add_runner_args,  # noqa: E402
+                        apply_checkpoint_args, parse_runner_args,
                         resolve_config)
 
 
@@ -38,6 +40,7 @@ def parse_args():
         help='resume from the given checkpoint, or (no value) from the latest '
         'checkpoint in the work directory.')
     add_runner_args(parser)
+    add_checkpoint_args(parser, partial_load=False)
     return parse_runner_args(parser)
 
 
@@ -47,10 +50,10 @@ def main():
     if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
         sys.exit(f'error: checkpoint file not found: {args.resume}')
 
-    import mmdet_odam  # noqa: F401  (registers modules, fixes torch.load)
+    import mmdet_odam  # noqa: F401  (registers modules)
+    from mmdet_odam.engine import build_runner
+    from mmdet_odam.utils import UnsafeCheckpointError
     from mmengine.config import Config
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
 
     from mmdet.utils import setup_cache_size_limit_of_dynamo
 
@@ -89,11 +92,12 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    apply_checkpoint_args(cfg, args, cfg.get('load_from', None))
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except UnsafeCheckpointError as e:
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -2,3 +2,4 @@
 # mmdet-odam modules registered.
 _base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+runner_type = 'SafeCheckpointRunner'  # loads checkpoints without running code

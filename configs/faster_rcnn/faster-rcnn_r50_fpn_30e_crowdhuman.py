@@ -8,6 +8,7 @@ _base_ = [
     '../_base_/schedules/crowdhuman_30e.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+runner_type = 'SafeCheckpointRunner'  # loads checkpoints without running code
 
 model = dict(
     rpn_head=dict(

@@ -15,6 +15,7 @@ _base_ = [
     '../_base_/schedules/tiny_cpu.py',
 ]
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+runner_type = 'SafeCheckpointRunner'  # loads checkpoints without running code
 
 max_epochs = 13
 

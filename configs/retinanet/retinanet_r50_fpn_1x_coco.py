@@ -2,3 +2,4 @@
 # mmdet-odam modules registered.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdet_odam'], allow_failed_imports=False)
+runner_type = 'SafeCheckpointRunner'  # loads checkpoints without running code

@@ -1,4 +1,4 @@
-"""Build an explained detector from files and write explanations to disk.
+"""Read images and write explanations to disk.
 
 Shared by ``tools/explain.py`` and ``tools/demo.py``.
 
@@ -26,10 +26,6 @@ from ..visualization import make_gallery, overlay_heatmap, save_rgb_png
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 GALLERY_TILE_SIZE = 256  # longest side of a gallery tile, pixels
 _OUTPUT_PATTERN = re.compile(r'^(det\d{3,}_[A-Za-z0-9]+\.png|gallery\.png)$')
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint's weights do not fit the model built from the config."""
 
 
 # -- inputs ------------------------------------------------------------------
@@ -98,136 +94,6 @@ def read_image(path: str) -> np.ndarray:
         raise ValueError(f'cannot read image {path} (corrupt or not an '
                          'image)')
     return img
-
-
-# -- model -------------------------------------------------------------------
-def checkpoint_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """Model weights of a loaded checkpoint, ``module.`` prefixes removed."""
-    if not isinstance(checkpoint, dict):
-        raise CheckpointMismatchError(
-            f'checkpoint is a {type(checkpoint).__name__}, not a dict of '
-            'weights')
-    state = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state, dict):
-        raise CheckpointMismatchError("checkpoint['state_dict'] is not a dict")
-    return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-
-
-def compare_state_dicts(model_state: Dict[str, torch.Tensor],
-                        ckpt_state: Dict[str, torch.Tensor]
-                        ) -> Tuple[List[str], List[str], List[tuple]]:
-    """Missing keys, unexpected keys and (key, ckpt shape, model shape)
-    mismatches. BatchNorm's ``num_batches_tracked`` may be missing."""
-    missing = [k for k in model_state if k not in ckpt_state
-               and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in ckpt_state if k not in model_state]
-    mismatched = []
-    for key, value in model_state.items():
-        other = ckpt_state.get(key)
-        if other is None or not hasattr(other, 'shape'):
-            continue
-        if tuple(other.shape) != tuple(value.shape):
-            mismatched.append((key, tuple(other.shape), tuple(value.shape)))
-    return missing, unexpected, mismatched
-
-
-def _first(items: Sequence, n: int = 3) -> str:
-    shown = ', '.join(str(i) for i in items[:n])
-    return shown + (f' (+{len(items) - n} more)' if len(items) > n else '')
-
-
-def load_checkpoint_checked(model: torch.nn.Module, filename: str) -> dict:
-    """Load weights into ``model``, refusing checkpoints that do not fit.
-
-    mmengine's ``load_checkpoint`` only warns about missing, unexpected or
-    wrongly shaped weights, which leaves a silently half-random model; here
-    any such difference raises. Sets ``model.dataset_meta`` from the
-    checkpoint's ``meta`` (``dataset_meta`` or old-style ``CLASSES``) when
-    present.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        CheckpointMismatchError: If it cannot be read or does not match, with
-            the first differing keys in the message.
-    """
-    from ..utils import load_local_checkpoint
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file not found: {filename}')
-    try:
-        checkpoint = load_local_checkpoint(filename, map_location='cpu')
-    except Exception as e:
-        raise CheckpointMismatchError(
-            f'cannot read checkpoint {filename}: {type(e).__name__}: '
-            f'{str(e).splitlines()[0] if str(e) else ""}') from None
-    state = checkpoint_state_dict(checkpoint)
-    missing, unexpected, mismatched = compare_state_dicts(
-        model.state_dict(), state)
-    problems = []
-    if mismatched:
-        problems.append(f'{len(mismatched)} shape mismatch(es): ' + _first(
-            [f'{k} checkpoint {list(a)} vs model {list(b)}'
-             for k, a, b in mismatched]))
-    if missing:
-        problems.append(f'{len(missing)} missing key(s): {_first(missing)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected key(s): '
-                        f'{_first(unexpected)}')
-    if problems:
-        raise CheckpointMismatchError(
-            f'checkpoint {filename} does not match the config: ' +
-            '; '.join(problems))
-    model.load_state_dict(state, strict=False)
-    meta = checkpoint.get('meta') or {}
-    if isinstance(meta, dict) and 'dataset_meta' in meta:
-        model.dataset_meta = {k.lower(): v
-                              for k, v in meta['dataset_meta'].items()}
-    elif isinstance(meta, dict) and 'CLASSES' in meta:
-        model.dataset_meta = {'classes': meta['CLASSES']}
-    return checkpoint
-
-
-def init_explained_detector(config, checkpoint: str, device: str = 'cpu',
-                            cfg_options: Optional[dict] = None):
-    """Build a detector from a config and load a checkpoint strictly.
-
-    Like ``mmdet.apis.init_detector`` but a checkpoint that does not fit the
-    config raises :class:`CheckpointMismatchError` instead of only warning.
-    Class names come from the checkpoint's meta, else from the config's test
-    dataset ``metainfo``, else stay unknown (labels shown as numbers).
-
-    Raises:
-        FileNotFoundError: Missing config or checkpoint.
-        CheckpointMismatchError: Checkpoint unreadable or not matching.
-    """
-    import warnings
-
-    from mmdet.apis import init_detector
-    from mmengine.config import Config
-    if isinstance(config, (str, os.PathLike)):
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'config file not found: {config}')
-        config = Config.fromfile(config)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        model = init_detector(config, None, device='cpu',
-                              cfg_options=cfg_options)
-    for w in caught:  # the weights and class names come right after
-        if 'checkpoint is None' not in str(w.message):
-            warnings.warn_explicit(w.message, w.category, w.filename,
-                                   w.lineno)
-    model.dataset_meta = {}
-    try:
-        metainfo = model.cfg.test_dataloader.dataset.get('metainfo')
-        if metainfo and metainfo.get('classes'):
-            model.dataset_meta = dict(classes=tuple(metainfo['classes']))
-    except AttributeError:  # config without a test dataloader
-        pass
-    load_checkpoint_checked(model, checkpoint)
-    model.to(device)
-    model.eval()
-    return model
 
 
 # -- outputs -----------------------------------------------------------------
@@ -389,9 +255,6 @@ def explanation_summary(sample, target: str = 'combined',
 
 
 __all__ = [
-    'IMAGE_EXTENSIONS', 'CheckpointMismatchError', 'collect_images',
-    'unique_stems', 'read_image', 'checkpoint_state_dict',
-    'compare_state_dicts', 'load_checkpoint_checked',
-    'init_explained_detector', 'box_energy_fraction', 'save_explanation',
-    'explanation_summary'
+    'IMAGE_EXTENSIONS', 'collect_images', 'unique_stems', 'read_image',
+    'box_energy_fraction', 'save_explanation', 'explanation_summary'
 ]

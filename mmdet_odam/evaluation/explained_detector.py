@@ -116,6 +116,12 @@ class ExplainedDetector(BaseModel):
             **DEFAULT_PERTURBATION, **dict(perturbation)}
         self.register_load_state_dict_pre_hook(self._prefix_detector_keys)
 
+    @property
+    def checkpoint_module(self) -> nn.Module:
+        """The module plain detector checkpoints are for (strict loading
+        compares their weights with it)."""
+        return self.detector
+
     @staticmethod
     def _prefix_detector_keys(module, state_dict: dict, prefix: str,
                               *args) -> None:

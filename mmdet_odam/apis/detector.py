@@ -1,0 +1,81 @@
+"""Build a detector from a config and a checkpoint, strictly and safely."""
+import os
+import os.path as osp
+import warnings
+from typing import Optional, Union
+
+import torch
+
+from ..utils.checkpoint import load_checkpoint_checked
+
+
+def check_device(device: Union[str, torch.device]) -> torch.device:
+    """Parse a torch device, refusing one this machine does not have.
+
+    Raises:
+        ValueError: Malformed device, or CUDA asked for but not available.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f'bad device {device!r}: {e}') from None
+    if parsed.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {device!r} asked for, but CUDA is not '
+                         'available on this machine (use --device cpu)')
+    return parsed
+
+
+def init_explained_detector(config, checkpoint: str, device: str = 'cpu',
+                            cfg_options: Optional[dict] = None,
+                            trusted: bool = False, strict: bool = True):
+    """Build a detector from a config and load a checkpoint strictly.
+
+    Like ``mmdet.apis.init_detector``, but the checkpoint is read without
+    running code from it (:func:`mmdet_odam.utils.load_checkpoint_file`) and
+    one that does not fit the config raises instead of only warning. Class
+    names come from the checkpoint's meta, else from the config's test
+    dataset ``metainfo``, else stay unknown (labels shown as numbers).
+
+    Args:
+        config (str | PathLike | Config): Detector config.
+        checkpoint (str): Local checkpoint file.
+        device (str): Torch device of the returned model.
+        cfg_options (dict, optional): Config overrides.
+        trusted (bool): Unpickle the checkpoint fully (it may then run
+            code; only for files you trust).
+        strict (bool): Refuse missing, unexpected or wrongly shaped weights.
+
+    Raises:
+        FileNotFoundError: Missing config or checkpoint.
+        ValueError: Unavailable device;
+            :class:`~mmdet_odam.utils.UnsafeCheckpointError` or
+            :class:`~mmdet_odam.utils.CheckpointMismatchError`.
+    """
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    check_device(device)
+    if isinstance(config, (str, os.PathLike)):
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'config file not found: {config}')
+        config = Config.fromfile(config)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        model = init_detector(config, None, device='cpu',
+                              cfg_options=cfg_options)
+    for w in caught:  # the weights and class names come right after
+        if 'checkpoint is None' not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename,
+                                   w.lineno)
+    model.dataset_meta = {}
+    try:
+        metainfo = model.cfg.test_dataloader.dataset.get('metainfo')
+        if metainfo and metainfo.get('classes'):
+            model.dataset_meta = dict(classes=tuple(metainfo['classes']))
+    except AttributeError:  # config without a test dataloader
+        pass
+    load_checkpoint_checked(model, checkpoint, trusted=trusted, strict=strict)
+    model.to(device)
+    model.eval()
+    return model
