@@ -98,6 +98,7 @@ from torch import Tensor
 
 from ..explainers.adapters.dense import dense_candidates
 from ..explainers.heatmap import NON_NEGATIVE_GRAD_MODES
+from ..utils.isolation import shared_weights_copy
 from .candidate_maps import CandidateMapper
 
 CORRELATIONS = ('cosine', 'pearson')
@@ -601,6 +602,9 @@ class OdamNMS:
         # mmdet filters by min_bbox_size after rescaling: do it below
         inner_cfg = copy.deepcopy(cfg)
         inner_cfg['min_bbox_size'] = -1
+        # candidate tracking and patch maps alter how the head runs: on a
+        # private copy sharing its weights, invisible to other threads
+        head = shared_weights_copy(head)
         candidates, norm_stats = dense_candidates(head, feats, metas,
                                                   inner_cfg)
         img_shapes = [meta['img_shape'] for meta in metas]

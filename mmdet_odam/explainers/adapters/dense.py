@@ -1,9 +1,11 @@
 """Adapter for single-stage dense heads (FCOS, RetinaNet, ATSS, ...).
 
-Detections come from the head's own ``predict_by_feat``; two thin wrappers,
-active only inside :func:`track_dense_candidates`, tag every candidate with its
-(level, flattened index) before NMS so that each final detection is explained
-through exactly the candidate that survived.
+Detections come from the head's own ``predict_by_feat``, run on a private
+copy of the head (sharing its weights) whose candidate filter records every
+candidate's (level, flattened index) before NMS
+(:func:`track_dense_candidates`), so that each final detection is explained
+through exactly the candidate that survived, and nothing another thread uses
+is changed.
 
 Scalars per family: ``score`` is the value the detector ranks by: sigmoid class
 probability times the sigmoid of the score factor when the head has one (FCOS
@@ -14,13 +16,14 @@ image so that border boxes keep a gradient).
 """
 import inspect
 from contextlib import contextmanager
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-from mmdet.models.dense_heads import base_dense_head
+from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
+from ...utils.isolation import shared_weights_copy, with_globals
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
 from .receptive_field import (can_use_patches, class_tower_gradients,
@@ -33,38 +36,49 @@ from .receptive_field import (can_use_patches, class_tower_gradients,
 def track_dense_candidates(head):
     """Tag the head's pre-NMS candidates with ``cand_level``/``cand_index``.
 
-    Wraps the module-level ``filter_scores_and_topk`` used by
-    ``BaseDenseHead._predict_by_feat_single`` (to record each level's
-    ``keep_idxs``) and this head instance's ``_bbox_post_process`` (to attach
-    them); both are restored on exit.
+    ``head`` must be a private copy (:func:`~mmdet_odam.utils.isolation.
+    shared_weights_copy`): inside the context its ``_predict_by_feat_single``
+    is a copy of its class's method whose ``filter_scores_and_topk`` records
+    each level's ``keep_idxs``, and its ``_bbox_post_process`` attaches them.
+    MMDetection's module and function are not touched, so other threads
+    (and other models) run unchanged.
+
+    Raises:
+        TypeError: If the head's ``_predict_by_feat_single`` does not use
+            ``filter_scores_and_topk`` (it is overridden: GFL, YOLOX...).
     """
-    original_filter = base_dense_head.filter_scores_and_topk
-    original_post = head._bbox_post_process
     kept: List[Tensor] = []
+    cls = type(head)
 
     def recording_filter(*args, **kwargs):
-        out = original_filter(*args, **kwargs)
+        out = filter_scores_and_topk(*args, **kwargs)
         kept.append(out[2])
         return out
 
     def tagging_post_process(results, *args, **kwargs):
         levels = [torch.full_like(idx, lvl) for lvl, idx in enumerate(kept)]
         if sum(len(k) for k in kept) != len(results):
-            raise RuntimeError(
-                f'{type(head).__name__} overrides _predict_by_feat_single; '
+            raise TypeError(
+                f'{cls.__name__} overrides _predict_by_feat_single; '
                 'candidate tracking is not supported for it')
         results.cand_level = torch.cat(levels)
         results.cand_index = torch.cat(kept)
         kept.clear()
-        return original_post(results, *args, **kwargs)
+        return cls._bbox_post_process(head, results, *args, **kwargs)
 
-    base_dense_head.filter_scores_and_topk = recording_filter
+    try:
+        single = with_globals(cls._predict_by_feat_single,
+                              filter_scores_and_topk=recording_filter)
+    except ValueError:
+        raise TypeError(
+            f'{cls.__name__} overrides _predict_by_feat_single; candidate '
+            'tracking is not supported for it') from None
+    head._predict_by_feat_single = MethodType(single, head)
     head._bbox_post_process = tagging_post_process
     try:
         yield
     finally:
-        base_dense_head.filter_scores_and_topk = original_filter
-        del head._bbox_post_process
+        del head._predict_by_feat_single, head._bbox_post_process
 
 
 def dense_candidates(head, feats: Sequence[Tensor],
@@ -76,7 +90,8 @@ def dense_candidates(head, feats: Sequence[Tensor],
     ``with_nms=False``) without a graph.
 
     Args:
-        head: A ``BaseDenseHead``.
+        head: A ``BaseDenseHead``, a private copy (``shared_weights_copy``):
+            the recording alters how it runs while this runs.
         feats (Sequence[Tensor]): Neck outputs, each (B, C, H_l, W_l).
         batch_img_metas (Sequence[dict]): Image metainfo.
         cfg (ConfigDict, optional): Test config (default: the head's).
@@ -203,15 +218,26 @@ class DenseHeadAdapter(DetectorAdapter):
     def __init__(self, model, feature: str = 'neck',
                  score_target: str = 'score') -> None:
         super().__init__(model, feature, score_target)
-        self.head = model.bbox_head
+        # the explanation alters how the head runs (recording, patch convs):
+        # on a private copy sharing its weights, never on the model's head
+        self.head = shared_weights_copy(model.bbox_head)
         self.num_outputs = None
 
     @classmethod
     def from_head(cls, head, score_target: str = 'logit'
                   ) -> 'DenseHeadAdapter':
         """Adapter of a bare head on neck features (used inside the head's
-        own training / post-processing, where no detector is at hand)."""
-        return cls(SimpleNamespace(bbox_head=head), 'neck', score_target)
+        own training / post-processing, where no detector is at hand).
+
+        The adapter works on ``head`` itself (GroupNorm statistics recorded
+        on it stay valid): pass a private copy when another thread may run
+        it."""
+        adapter = cls.__new__(cls)
+        super(DenseHeadAdapter, adapter).__init__(
+            SimpleNamespace(bbox_head=head), 'neck', score_target)
+        adapter.head = head
+        adapter.num_outputs = None
+        return adapter
 
     def has_fast_path(self) -> bool:
         return self.feature == 'neck' and can_use_patches(self.head)

@@ -1,8 +1,9 @@
 """Adapter for two-stage detectors with a ``StandardRoIHead`` (Faster R-CNN).
 
-Detections come from the RoI head's own ``predict_bbox``; inside
-:func:`track_rcnn_candidates` its ``multiclass_nms`` is called with
-``return_inds=True`` so each detection knows its (RoI, class) candidate.
+Detections come from the RoI head's own ``predict_bbox``, run on a private
+copy of the RoI head (sharing its weights) whose ``multiclass_nms`` also
+returns the kept indices (:func:`track_rcnn_candidates`), so each detection
+knows its (RoI, class) candidate and nothing another thread uses changes.
 
 Scalars: ``score`` = softmax probability of the detected class (``logit``: its
 logit); box extents from the class-specific deltas decoded on the RoI with the
@@ -13,33 +14,48 @@ RoI features themselves: one batched backward, maps pasted into the RoI box as
 App. A.5.3).
 """
 from contextlib import contextmanager
+from types import MethodType
 from typing import List, Sequence
 
 import torch
-from mmdet.models.roi_heads.bbox_heads import bbox_head as bbox_head_module
+from mmdet.models.layers import multiclass_nms
 from mmdet.structures.bbox import bbox2roi
 from torch import Tensor
 
+from ...utils.isolation import shared_weights_copy, with_globals
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
 
 
 @contextmanager
-def track_rcnn_candidates(records: List[Tensor]):
-    """Record the kept (RoI * num_classes + class) indices of each image."""
-    original = bbox_head_module.multiclass_nms
+def track_rcnn_candidates(bbox_head, records: List[Tensor]):
+    """Record the kept (RoI * num_classes + class) indices of each image.
+
+    ``bbox_head`` must be a private copy (:func:`~mmdet_odam.utils.isolation.
+    shared_weights_copy`): inside the context its ``_predict_by_feat_single``
+    is a copy of its class's method whose ``multiclass_nms`` also returns the
+    kept indices; MMDetection's module is not touched.
+    """
+    cls = type(bbox_head)
 
     def recording_nms(*args, **kwargs):
         kwargs['return_inds'] = True
-        dets, labels, inds = original(*args, **kwargs)
+        dets, labels, inds = multiclass_nms(*args, **kwargs)
         records.append(inds)
         return dets, labels
 
-    bbox_head_module.multiclass_nms = recording_nms
+    try:
+        single = with_globals(cls._predict_by_feat_single,
+                              multiclass_nms=recording_nms)
+    except ValueError:
+        raise TypeError(
+            f'{cls.__name__} overrides _predict_by_feat_single; candidate '
+            'tracking is not supported for it') from None
+    bbox_head._predict_by_feat_single = MethodType(single, bbox_head)
     try:
         yield
     finally:
-        bbox_head_module.multiclass_nms = original
+        del bbox_head._predict_by_feat_single
 
 
 class TwoStageAdapter(DetectorAdapter):
@@ -66,8 +82,9 @@ class TwoStageAdapter(DetectorAdapter):
             proposals = model.rpn_head.predict(detached, data_samples,
                                                rescale=False)
             records: List[Tensor] = []
-            with track_rcnn_candidates(records):
-                results = roi_head.predict_bbox(
+            private = shared_weights_copy(roi_head)
+            with track_rcnn_candidates(private.bbox_head, records):
+                results = private.predict_bbox(
                     detached, metas, proposals, roi_head.test_cfg,
                     rescale=True)
         num_classes = roi_head.bbox_head.num_classes
