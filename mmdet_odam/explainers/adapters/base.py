@@ -20,6 +20,8 @@ import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from .strides import backbone_strides, neck_strides
+
 ATTRIBUTES = ('score', 'x1', 'y1', 'x2', 'y2')
 
 
@@ -122,11 +124,30 @@ class DetectorAdapter:
         leaves = [f.detach().requires_grad_() for f in feats]
         return leaves, tuple(leaves)
 
-    def feature_strides(self, leaves: Sequence[Tensor],
-                        inputs: Tensor) -> List[int]:
-        """Stride of each leaf map, from the input and map heights."""
-        return [max(1, round(inputs.shape[-2] / leaf.shape[-2]))
-                for leaf in leaves]
+    def feature_strides(self, leaves: Sequence[Tensor]) -> List[int]:
+        """Nominal stride of each leaf map, from the model's definitions
+        (:mod:`.strides`), never from tensor sizes.
+
+        Raises:
+            ValueError: If the definitions do not tell it, or the number of
+                strides does not match the leaves.
+        """
+        strides = self.backbone_strides() if self.feature == 'backbone' or \
+            not self.model.with_neck else self.neck_strides()
+        if len(strides) != len(leaves):
+            raise ValueError(
+                f'{len(strides)} feature strides {strides} for {len(leaves)} '
+                f'{self.feature} maps of {type(self.model).__name__}')
+        return strides
+
+    def backbone_strides(self) -> List[int]:
+        """Strides of the backbone outputs."""
+        return backbone_strides(self.model.backbone)
+
+    def neck_strides(self) -> List[int]:
+        """Strides of the neck outputs (families with a prior generator
+        override this with its strides)."""
+        return neck_strides(self.model.neck, self.backbone_strides())
 
     # -- per-family ----------------------------------------------------------
     def forward(self, inputs: Tensor, data_samples: list,

@@ -24,6 +24,7 @@ from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
 from ...utils.isolation import shared_weights_copy, with_globals
+from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
 from .receptive_field import (can_use_patches, class_tower_gradients,
@@ -242,6 +243,9 @@ class DenseHeadAdapter(DetectorAdapter):
     def has_fast_path(self) -> bool:
         return self.feature == 'neck' and can_use_patches(self.head)
 
+    def neck_strides(self) -> List[int]:
+        return prior_strides(self.head.prior_generator)
+
     def forward(self, inputs: Tensor, data_samples,
                 keep_graph: bool = True) -> ForwardState:
         head = self.head
@@ -262,7 +266,7 @@ class DenseHeadAdapter(DetectorAdapter):
             featmap_sizes, dtype=outs[0][0].dtype, device=outs[0][0].device)
         return ForwardState(
             results=results, activations=leaves,
-            strides=self.feature_strides(leaves, inputs),
+            strides=self.feature_strides(leaves),
             extras=dict(outs=outs, priors=priors, norm_stats=norm_stats,
                         head_inputs=feats, featmap_sizes=featmap_sizes))
 

@@ -40,7 +40,7 @@ class DETRAdapter(DetectorAdapter):
             res.cand_query = query
         return ForwardState(
             results=results, activations=leaves,
-            strides=self.feature_strides(leaves, inputs),
+            strides=self.feature_strides(leaves),
             extras=dict(cls=cls_scores[-1], boxes=bbox_preds[-1], metas=metas,
                         sigmoid=head.loss_cls.use_sigmoid))
 

@@ -23,6 +23,7 @@ from mmdet.structures.bbox import bbox2roi
 from torch import Tensor
 
 from ...utils.isolation import shared_weights_copy, with_globals
+from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
 
@@ -66,6 +67,10 @@ class TwoStageAdapter(DetectorAdapter):
     def has_fast_path(self) -> bool:
         return self.feature == 'roi'
 
+    def neck_strides(self) -> List[int]:
+        # the RPN's anchors cover every neck level (RoIAlign reads a subset)
+        return prior_strides(self.model.rpn_head.prior_generator)
+
     def forward(self, inputs: Tensor, data_samples,
                 keep_graph: bool = True) -> ForwardState:
         model = self.model
@@ -96,7 +101,7 @@ class TwoStageAdapter(DetectorAdapter):
             det_rois.append(rois)
             res.cand_roi = inds // num_classes
         extras = dict(feats=feats, det_rois=det_rois)
-        strides = self.feature_strides(leaves, inputs) if leaves else []
+        strides = self.feature_strides(leaves) if leaves else []
         if self.feature == 'roi':
             extras['roi_feats'] = []
             for rois in det_rois:
