@@ -44,13 +44,63 @@ def image():
 
 # -- Grad-CAM / Grad-CAM++ ---------------------------------------------------
 def test_gradcam_equals_odam_with_global_smoothing(model, image):
-    ref = explain(model, image, explainer=ODAM(smooth='global'),
+    ref = explain(model, image, explainer=ODAM(smooth='global',
+                                               method='exact'),
                   score_thr=0.0)
     out = explain(model, image, explainer=dict(type='GradCAM'), score_thr=0.0)
     assert len(out.pred_instances) > 0
     assert torch.equal(out.pred_instances.heatmaps,
                        ref.pred_instances.heatmaps)
     assert out.metainfo['targets'] == ref.metainfo['targets']
+
+
+def test_default_gradcam_is_textbook_on_a_groupnorm_head(model, image):
+    """FCOS's head normalises with GroupNorm: the default Grad-CAM must use
+    the exact gradient (through the normalisation statistics), i.e. equal
+    ReLU(sum_k mean(dY/dA_k) A_k) computed here by plain autograd."""
+    import torch.nn.functional as F
+
+    from mmdet_odam.apis.explain import build_test_pipeline
+    image = np.ascontiguousarray(image.repeat(2, 0).repeat(2, 1))  # unresized
+    out = explain(model, image, explainer=dict(type='GradCAM'),
+                  targets=('score', ), score_thr=0.0)
+    data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
+    batch = model.data_preprocessor(
+        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
+        False)
+    meta = batch['data_samples'][0].metainfo
+    assert tuple(meta['img_shape']) == image.shape[:2]
+    feats = [f.detach().requires_grad_()
+             for f in model.extract_feat(batch['inputs'])]
+    head = model.bbox_head
+    cls, reg, ctr = head(feats)
+    priors = head.prior_generator.grid_priors([c.shape[-2:] for c in cls],
+                                              device=feats[0].device)
+    scores = torch.cat([(c[0, 0].sigmoid() * t[0, 0].sigmoid()).flatten()
+                        for c, t in zip(cls, ctr)])
+    h, w = image.shape[:2]
+    boxes = torch.cat([
+        head.bbox_coder.decode(p, r[0].permute(1, 2, 0).reshape(-1, 4),
+                               max_shape=(h, w))
+        for p, r in zip(priors, reg)])
+    pred = out.pred_instances
+    assert len(pred) > 1
+    for i in range(len(pred)):
+        hit = ((scores - pred.scores[i]).abs() < 1e-6) & (
+            (boxes - pred.bboxes[i]).abs().amax(1) < 1e-3)
+        grads = torch.autograd.grad(scores[int(hit.nonzero()[0, 0])], feats,
+                                    retain_graph=True)
+        total = torch.zeros(h, w)
+        for feat, grad, stride in zip(feats, grads, head.strides):
+            if not grad.any():
+                continue
+            weights = grad[0].mean(dim=(1, 2))  # textbook: pooled gradient
+            grid = torch.relu(torch.einsum('c,chw->hw', weights, feat[0]))
+            up = F.interpolate(F.pad(grid, (1, 1, 1, 1))[None, None],
+                               scale_factor=stride, mode='bilinear')
+            total += up[0, 0, stride:stride + h, stride:stride + w]
+        torch.testing.assert_close(pred.heatmaps[i, 0], total / total.max(),
+                                   atol=1e-4, rtol=0)
 
 
 def test_gradcampp_weights_hand_computed():

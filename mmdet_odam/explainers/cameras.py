@@ -233,7 +233,7 @@ class CAMERAS:
                 inputs, sample.metainfo, factor,
                 getattr(pre, 'pad_size_divisor', 1),
                 getattr(pre, 'pad_value', 0))
-        fast = self.base.method != 'exact' and adapter.has_fast_path()
+        fast = self.base.uses_fast_path(adapter)
         state = adapter.forward(scaled, [DetDataSample(metainfo=meta)],
                                 keep_graph=not fast)
         return state, meta

@@ -77,11 +77,19 @@ def gradcampp_map(grads: Tensor, activations: Tensor,
 class GradCAM(ODAM):
     """Grad-CAM of a detection's confidence: ODAM with ``smooth='global'``.
 
+    Textbook by default: ``method='auto'`` takes the batched path only where
+    it gives the exact gradients (heads without GroupNorm, RoI features);
+    elsewhere (e.g. FCOS's GroupNorm tower) one exact autograd call per
+    detection, since a global-average weight is sensitive to the gradient
+    through the normalisation statistics that the fast path drops.
+
     Args:
         feature (str): Explained feature map (see :class:`ODAM`).
         grad_mode (str): Sign convention (see :class:`ODAM`).
         level_fusion (str): ``'sum'`` or ``'max'`` over levels.
-        method (str): ``'auto'``, ``'fast'`` or ``'exact'`` gradients.
+        method (str): ``'auto'`` (exact gradients, batched where that is
+            exact), ``'fast'`` (batched path even where it approximates) or
+            ``'exact'``.
         score_target (str): ``'score'`` (confidence; default) or ``'logit'``.
         chunk_size (int): Detections per chunk.
         cell_position (str): Where feature cells lie in the image (see
@@ -96,6 +104,8 @@ class GradCAM(ODAM):
                          level_fusion=level_fusion, method=method,
                          score_target=score_target, chunk_size=chunk_size,
                          cell_position=cell_position)
+
+    auto_allows_approximate_gradients = False
 
 
 @EXPLAINERS.register_module()

@@ -196,7 +196,7 @@ class ODAM:
         adapter = build_adapter(model, self.feature, self.score_target)
         metas = [ds.metainfo for ds in data_samples]
         with torch.enable_grad():
-            fast = self.method != 'exact' and adapter.has_fast_path()
+            fast = self.uses_fast_path(adapter)
             if self.method == 'fast' and not fast:
                 raise ValueError(
                     f"method='fast' is not available for "
@@ -214,10 +214,22 @@ class ODAM:
         return outputs
 
     # ---------------------------------------------------------------------
+    #: ``method='auto'`` may take a fast path that only approximates the
+    #: gradients (frozen GroupNorm statistics; local maps barely change).
+    #: Methods whose weights pool the gradient over the whole map set False.
+    auto_allows_approximate_gradients = True
+
+    def uses_fast_path(self, adapter) -> bool:
+        """Whether gradients come from the adapter's batched fast path."""
+        if self.method == 'exact' or not adapter.has_fast_path():
+            return False
+        return self.method == 'fast' or adapter.fast_path_is_exact() or \
+            self.auto_allows_approximate_gradients
+
     def _gradients(self, adapter, state: ForwardState, img_idx: int,
                    det_ids: List[int], attr_ids: List[int]
                    ) -> List[LevelGradients]:
-        if self.method != 'exact' and adapter.has_fast_path():
+        if self.uses_fast_path(adapter):
             return adapter.fast_gradients(state, img_idx, det_ids, attr_ids)
         return adapter.exact_gradients(state, img_idx, det_ids, attr_ids)
 

@@ -163,6 +163,11 @@ class DetectorAdapter:
         """Whether :meth:`fast_gradients` applies to this model/feature."""
         return False
 
+    def fast_path_is_exact(self) -> bool:
+        """Whether :meth:`fast_gradients` equals the exact gradients (not
+        only approximates them, e.g. with frozen normalisation statistics)."""
+        return self.has_fast_path()
+
     def candidate_scalars(self, state: ForwardState, img_idx: int) -> Tensor:
         """Explained scalars of the final detections of one image.
 

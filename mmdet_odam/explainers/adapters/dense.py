@@ -243,6 +243,12 @@ class DenseHeadAdapter(DetectorAdapter):
     def has_fast_path(self) -> bool:
         return self.feature == 'neck' and can_use_patches(self.head)
 
+    def fast_path_is_exact(self) -> bool:
+        # GroupNorm statistics are frozen at their full-map values in the
+        # patch forward: the gradient through them is dropped
+        return self.has_fast_path() and not any(
+            isinstance(m, nn.GroupNorm) for m in self.head.modules())
+
     def neck_strides(self) -> List[int]:
         return prior_strides(self.head.prior_generator)
 
