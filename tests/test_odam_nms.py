@@ -2,6 +2,7 @@
 independent truths (numpy correlations, mmcv's NMS, hand-built cases) and the
 detector integration (``test_cfg.odam_nms``) end to end."""
 import copy
+import math
 import os.path as osp
 
 import mmcv
@@ -129,6 +130,39 @@ def test_only_kept_candidates_suppress():
     maps = torch.tensor([[1., 0.], [1., 0.], [0., 1.]])
     # IoU(a, c) = 0.67 > 0.5 but orthogonal maps: c survives, b does not
     assert odam_nms(boxes, scores, maps).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize('block_size', [1, 256])  # kept-vs-block / in-block
+def test_pearson_decides_where_cosine_would_not(block_size):
+    """Maps whose cosine and Pearson correlations fall on opposite sides of
+    T_low (high-IoU pair) and of T_high (low-IoU pair)."""
+    high_iou = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 9.]])  # 0.9
+    low_iou = torch.tensor([[0., 0., 10., 10.], [8., 8., 18., 18.]])  # 0.02
+    scores = torch.tensor([0.9, 0.8])
+    # shared support, anti-correlated around the mean: cos 2/3, Pearson -1/3
+    overlapping = torch.tensor([[1., 1., 1., 0.], [1., 1., 0., 1.]])
+    # same shape on different backgrounds: cos 5/sqrt(73), Pearson 1
+    offset = torch.tensor([[5., 4., 4., 4.], [1., 0., 0., 0.]])
+    for maps, cosine, pearson in ((overlapping, 2 / 3, -1 / 3),
+                                  (offset, 5 / math.sqrt(73), 1.0)):
+        np.testing.assert_allclose(np.corrcoef(maps.numpy())[0, 1], pearson)
+        a, b = maps.numpy()
+        assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) == \
+            pytest.approx(cosine)
+    args = dict(t_low=0.2, t_high=0.8, block_size=block_size)
+    # high IoU: cosine 0.67 >= T_low removes the second, Pearson < T_low not
+    assert odam_nms(high_iou, scores, overlapping, **args).tolist() == [0]
+    assert odam_nms(high_iou, scores, overlapping, correlation='pearson',
+                    **args).tolist() == [0, 1]
+    # low IoU: Pearson 1 > T_high removes the second, cosine 0.59 does not
+    assert odam_nms(low_iou, scores, offset, **args).tolist() == [0, 1]
+    assert odam_nms(low_iou, scores, offset, correlation='pearson',
+                    **args).tolist() == [0]
+    # the detector-facing module passes its correlation on
+    labels = torch.zeros(2, dtype=torch.long)
+    module = OdamNMS(correlation='pearson', block_size=block_size)
+    assert module(high_iou, scores, labels, overlapping).tolist() == [0, 1]
+    assert module(low_iou, scores, labels, offset).tolist() == [0]
 
 
 def test_boundaries_follow_classical_nms():
