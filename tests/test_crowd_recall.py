@@ -138,20 +138,21 @@ PREDS = dict(
 # crowd 3/4; every detection (max_recall): 6/6.
 
 
-def _run_metric(tmp_path, metric=('AP', 'MR', 'JI'), **kwargs):
+def _run_metric(tmp_path, metric=('AP', 'MR', 'JI'), odgt=ODGT, preds=PREDS,
+                **kwargs):
     from mmengine.registry import init_default_scope
 
     from mmdet.registry import METRICS
     init_default_scope('mmdet')
     ann = tmp_path / 'annotation_val.odgt'
-    ann.write_text('\n'.join(json.dumps(r) for r in ODGT) + '\n')
+    ann.write_text('\n'.join(json.dumps(r) for r in odgt) + '\n')
     metric = METRICS.build(
         dict(type='CrowdHumanRecallMetric', ann_file=str(ann),
              metric=list(metric), num_ji_process=1, **kwargs))
     assert isinstance(metric, CrowdHumanRecallMetric)
     samples = []
-    for record in ODGT:
-        boxes, scores = zip(*PREDS[record['ID']])
+    for record in odgt:
+        boxes, scores = zip(*preds[record['ID']])
         samples.append(dict(
             img_id=record['ID'], ori_shape=(100, 200),
             pred_instances=dict(bboxes=torch.tensor(boxes, dtype=torch.float),
@@ -185,6 +186,23 @@ def test_metric_fixed_threshold_and_without_ji(tmp_path):
     assert 'JI' not in res_ap and res_ap['best_ji_score_thr'] == \
         pytest.approx(0.1)
     assert res_ap['recall_crowd'] == 0.75
+
+
+def test_metric_default_crowd_threshold_is_the_papers_0_5(tmp_path):
+    """Built without ``crowd_iou_thr``: a GT pair of IoU 1/3 and one of IoU
+    exactly 0.5 are sparse, only the pair above 0.5 is crowd."""
+    odgt = [dict(ID='c', gtboxes=[
+        _box([10, 10, 40, 70]), _box([25, 10, 55, 70]),  # IoU 900 / 2700
+        _box([100, 10, 130, 70]), _box([100, 10, 130, 40]),  # 900 / 1800
+        _box([150, 10, 180, 70]), _box([153, 10, 183, 70]),  # 1620 / 1980
+    ])]
+    preds = dict(c=[([10, 10, 40, 70], 0.9), ([100, 10, 130, 70], 0.8),
+                    ([150, 10, 180, 70], 0.7), ([153, 10, 183, 70], 0.6)])
+    res = _run_metric(tmp_path, metric=['AP'], odgt=odgt, preds=preds,
+                      recall_score_thr=0.5)
+    assert (res['num_gt_sparse'], res['num_recalled_sparse']) == (4, 2)
+    assert (res['num_gt_crowd'], res['num_recalled_crowd']) == (2, 2)
+    assert res['recall_sparse'] == 0.5 and res['recall_crowd'] == 1.0
 
 
 def test_crowdhuman_base_configs_use_recall_metric():

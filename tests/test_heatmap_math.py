@@ -1,8 +1,11 @@
 """The pure heat-map functions against hand computations."""
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
 from mmdet_odam.explainers.heatmap import (adaptive_sigmas, feature_to_image,
                                            gaussian_smooth, normalize_maps,
@@ -77,8 +80,19 @@ def test_smooth_options_are_validated():
         smooth_gradients(grads, 'adaptive')
     with pytest.raises(ValueError, match='unknown smooth'):
         smooth_gradients(grads, 'box')
-    fixed = smooth_gradients(grads, 1.0)
-    assert fixed.shape == grads.shape
+
+
+@pytest.mark.parametrize('size', [(6, 9), (50, 52)])  # banded / conv path
+def test_fixed_sigma_smoothing_equals_scipy_gaussian_filter(size):
+    """A fixed sigma smooths every sample and channel with the same Gaussian:
+    scipy's, truncated at ceil(3 sigma) cells, zero outside the map."""
+    torch.manual_seed(0)
+    grads = torch.randn(2, 3, *size, dtype=torch.float64)
+    sigma = 1.3
+    fixed = smooth_gradients(grads, sigma)
+    expected = gaussian_filter(grads.numpy(), sigma, mode='constant',
+                               radius=math.ceil(3 * sigma), axes=(2, 3))
+    np.testing.assert_allclose(fixed.numpy(), expected, atol=1e-12)
 
 
 def test_adaptive_sigma_is_a_fraction_of_the_object_in_cells():
@@ -117,10 +131,16 @@ def test_feature_to_image_crops_padding_and_places_cells():
     assert out.shape == (1, 30, 20)
     assert out[0, 8, 16] == 1.0 and int(out[0].argmax()) == 8 * 20 + 16
     assert out[0, 8, 16 - stride] == 0 and out[0, 8 + stride, 16] == 0
-    # the original image was twice as large: maps follow the rescale
-    big = feature_to_image(grid, stride, img_shape=(30, 20),
-                           ori_shape=(60, 40))
-    assert big.shape == (1, 60, 40)
+    # the original image was larger: maps follow the rescale, a bilinear
+    # resize of the input-image map as OpenCV does it
+    small = feature_to_image(grid, stride, img_shape=(30, 20))[0]
+    for ori_shape in ((60, 40), (45, 50)):
+        big = feature_to_image(grid, stride, img_shape=(30, 20),
+                               ori_shape=ori_shape)
+        expected = cv2.resize(small.numpy(), ori_shape[::-1],
+                              interpolation=cv2.INTER_LINEAR)
+        assert big.shape == (1, ) + ori_shape
+        np.testing.assert_allclose(big[0].numpy(), expected, atol=1e-5)
 
 
 def test_receptive_field_position_is_the_centre_of_the_gradient_support():

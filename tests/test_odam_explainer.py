@@ -5,6 +5,10 @@ detection's source candidate is found by exhaustive search over all raw head
 outputs for the one whose score and decoded box equal the detection's, and its
 gradient is taken with a separate ``torch.autograd.grad`` call.
 """
+import math
+import os.path as osp
+
+import mmcv
 import numpy as np
 import pytest
 import torch
@@ -12,11 +16,17 @@ import torch.nn.functional as F
 from mmdet.apis import init_detector
 from mmdet.structures.bbox import bbox2roi, bbox_cxcywh_to_xyxy, scale_boxes
 from mmengine.config import Config
+from scipy.ndimage import gaussian_filter
 
 import mmdet_odam  # noqa: F401
 from mmdet_odam.apis import explain
 from mmdet_odam.apis.explain import build_test_pipeline
 from mmdet_odam.explainers import ODAM, build_adapter
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TRAINED_FCOS = (osp.join(ROOT, 'configs/fcos/fcos_tiny_synthetic-crowd.py'),
+                osp.join(ROOT, 'checkpoints/fcos_tiny_synthetic-crowd.pth'))
+DEMO_IMAGE = osp.join(ROOT, 'demo/crowd.png')
 
 CONFIGS = {
     'fcos': 'configs/fcos/fcos_tiny_synthetic-crowd.py',
@@ -67,10 +77,19 @@ def _find(values: torch.Tensor, boxes: torch.Tensor, score: float,
     return int(hit.nonzero()[0, 0])
 
 
-def reference_scalar(family, model, inputs, samples, det):
-    """(leaves, strides, Y) with Y the detection's score via plain autograd."""
+def reference_scalar(family, model, inputs, samples, det, feature='neck'):
+    """(leaves, strides, Y) with Y the detection's score via plain autograd.
+
+    The leaves are the neck outputs, or with ``feature='backbone'`` the
+    backbone stages (run through the neck to the head).
+    """
     meta = samples[0].metainfo
-    feats = [f.detach().requires_grad_() for f in model.extract_feat(inputs)]
+    if feature == 'backbone':
+        leaves = [s.detach().requires_grad_() for s in model.backbone(inputs)]
+        feats = list(model.neck(tuple(leaves)))
+    else:
+        feats = leaves = [f.detach().requires_grad_()
+                          for f in model.extract_feat(inputs)]
     scale = meta['scale_factor']
     if family in ('fcos', 'retinanet'):
         head = model.bbox_head
@@ -112,19 +131,31 @@ def reference_scalar(family, model, inputs, samples, det):
         boxes = boxes.clamp(min=0) / reg.new_tensor(scale).repeat(2)
     index = _find(values.detach(), boxes.detach(), float(det.scores),
                   det.bboxes)
-    strides = [round(inputs.shape[-2] / f.shape[-2]) for f in feats]
-    return feats, strides, values[index]
+    strides = [round(inputs.shape[-2] / f.shape[-2]) for f in leaves]
+    return leaves, strides, values[index]
 
 
-def reference_map(feats, strides, y, meta):
-    """ReLU(sum_k dY/dA_k * A_k), resized to the original image, in [0, 1]."""
+def reference_map(feats, strides, y, meta, sigma_of_stride=None):
+    """ReLU(sum_k Phi(dY/dA_k) * A_k), summed over levels and resized to the
+    original image, in [0, 1].
+
+    Args:
+        sigma_of_stride (callable, optional): Stride -> Gaussian sigma (in
+            cells) of Phi on that level, applied by scipy (zero outside the
+            map, kernel radius ceil(3 sigma)); None: Phi is the identity.
+    """
     grads = torch.autograd.grad(y, feats, allow_unused=True)
-    img_h, img_w = meta['img_shape']
     total = torch.zeros(meta['ori_shape'][:2])
     for feat, grad, stride in zip(feats, grads, strides):
         if grad is None or not grad.any():
             continue
-        grid = torch.relu((grad[0] * feat[0].detach()).sum(0))
+        grad = grad[0]
+        if sigma_of_stride is not None:
+            sigma = sigma_of_stride(stride)
+            grad = torch.from_numpy(gaussian_filter(
+                grad.double().numpy(), sigma, mode='constant', axes=(1, 2),
+                radius=math.ceil(3 * sigma))).float()
+        grid = torch.relu((grad * feat[0].detach()).sum(0))
         total += to_image(grid, stride, meta)
     return total / total.max()
 
@@ -161,6 +192,25 @@ def test_no_smoothing_equals_independent_grad_times_activation(
     assert torch.allclose(got, expected, atol=1e-4)
 
 
+def test_backbone_maps_sum_channels_and_stages_like_autograd(models, image):
+    """Backbone stages of 32, 64 and 128 channels all reach a detection; the
+    fused map is the sum over stages of ReLU(sum over channels dY/dA * A),
+    which a per-stage channel mean would reweight."""
+    model = models['retinanet']
+    out = explain(model, image, explainer=ODAM(
+        feature='backbone', smooth='none', level_fusion='sum'),
+        targets=('score', ), score_thr=0.0)
+    inputs, samples = preprocess(model, image)
+    for k in range(2):
+        leaves, strides, y = reference_scalar(
+            'retinanet', model, inputs, samples, out.pred_instances[k],
+            feature='backbone')
+        assert [leaf.shape[1] for leaf in leaves] == [32, 64, 128]
+        expected = reference_map(leaves, strides, y, samples[0].metainfo)
+        torch.testing.assert_close(out.pred_instances.heatmaps[k, 0],
+                                   expected, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize('family', list(CONFIGS))
 def test_explained_candidate_is_the_detection_itself(family, models, image):
     model = models[family]
@@ -193,6 +243,27 @@ def test_fast_path_equals_exact_without_groupnorm(models, image,
     assert len(fast.pred_instances) == len(exact.pred_instances) > 5
     assert torch.allclose(fast.pred_instances.heatmaps,
                           exact.pred_instances.heatmaps, atol=1e-4)
+
+
+@pytest.mark.parametrize('cell_position', ['receptive_field', 'grid'])
+def test_fast_path_equals_exact_on_an_unresized_padded_input(models, image,
+                                                            cell_position):
+    """A 60 x 256 image is not resized by the (256, 256) keep-ratio test
+    pipeline (ori_shape == img_shape), so the fast path pastes upsampled
+    windows straight into the image; the batch is padded to 64 rows, so the
+    exact path's maps are cropped to img_shape."""
+    model = models['retinanet']
+    unresized = np.concatenate([image[:60], image[:60, ::-1]], axis=1)
+    maps = {}
+    for method in ('exact', 'fast'):
+        out = explain(model, unresized, explainer=ODAM(
+            method=method, cell_position=cell_position), score_thr=0.0)
+        assert out.metainfo['img_shape'] == out.metainfo['ori_shape'] == \
+            (60, 256) != out.metainfo['batch_input_shape']
+        maps[method] = out.pred_instances.heatmaps
+    assert len(maps['fast']) == len(maps['exact']) > 5
+    torch.testing.assert_close(maps['fast'], maps['exact'], atol=1e-4,
+                               rtol=0)
 
 
 def test_fast_path_close_to_exact_with_groupnorm(models, image):
@@ -258,6 +329,45 @@ def test_global_smoothing_gives_gradcam_maps(models, image):
                           total / total.max(), atol=1e-4)
 
 
+def test_adaptive_sigma_is_sized_in_input_pixels_on_an_upscaled_image():
+    """The trained FCOS on a half-size demo crop (120 x 128, upscaled 2x to a
+    240 x 256 input padded to 256 rows): with sigma_scale 0.5 the Gaussian
+    leaves the min_sigma floor, and each map equals an autograd reference
+    smoothed by scipy with sigma = 0.5 * sqrt(w * h) / stride from the box in
+    INPUT pixels (twice the original-image box)."""
+    model = init_detector(*TRAINED_FCOS, device='cpu').eval()
+    small = mmcv.imresize(mmcv.imread(DEMO_IMAGE)[:240], (128, 120))
+    sigma_scale, min_sigma, upscale = 0.5, 0.5, 2.0
+    out = explain(model, small, explainer=ODAM(
+        method='exact', sigma_scale=sigma_scale, min_sigma=min_sigma),
+        targets=('score', ), score_thr=0.4)
+    dets = out.pred_instances
+    assert len(dets) >= 2
+    inputs, samples = preprocess(model, small)
+    meta = samples[0].metainfo
+    assert meta['scale_factor'] == (upscale, upscale)
+    assert meta['img_shape'] == (240, 256) != tuple(inputs.shape[-2:])
+    for k in range(len(dets)):
+        width, height = ((dets.bboxes[k, 2:] - dets.bboxes[k, :2]) *
+                         upscale).tolist()
+        side = math.sqrt(width * height)
+
+        def sigma_of_stride(stride, side=side):
+            return max(min_sigma, sigma_scale * side / stride)
+
+        feats, strides, y = reference_scalar('fcos', model, inputs, samples,
+                                             dets[k])
+        grads = torch.autograd.grad(y, feats, retain_graph=True)
+        level = [g.abs().sum() > 0 for g in grads].index(True)
+        assert sigma_of_stride(strides[level]) > 2 * min_sigma  # no floor
+        expected = reference_map(feats, strides, y, meta, sigma_of_stride)
+        # the explainer truncates all kernels of a level at the radius of its
+        # largest sigma (>= 3 sigma here): differences stay below 1e-3, while
+        # sigma from original-image pixels (half as large) is off by 0.3-0.5
+        torch.testing.assert_close(dets.heatmaps[k, 0], expected, atol=1e-3,
+                                   rtol=0)
+
+
 def test_bad_input_is_reported_clearly(models, image):
     model = models['fcos']
     with pytest.raises(ValueError, match="feature 'roi' does not exist"):
@@ -277,10 +387,38 @@ def test_no_detection_gives_an_empty_result(models, image):
 
 
 def test_batch_of_images_returns_a_list(models, image):
-    outs = explain(models['fcos'], [image, image[:64]], targets=('score', ),
-                   score_thr=0.2)
+    model = models['fcos']
+    images = [image, image[:64]]
+    outs = explain(model, images, targets=('score', ), score_thr=0.2)
     assert isinstance(outs, list) and len(outs) == 2
     assert outs[1].pred_instances.heatmaps.shape[-2:] == (64, 128)
+    # each result is that image explained on its own
+    for img, out in zip(images, outs):
+        alone = explain(model, img, targets=('score', ), score_thr=0.2)
+        assert len(alone.pred_instances) > 0
+        for key in ('bboxes', 'scores', 'heatmaps'):
+            assert torch.equal(out.pred_instances.get(key),
+                               alone.pred_instances.get(key)), key
+
+
+def test_every_image_of_a_collated_batch_is_explained_as_its_own(models,
+                                                                 image):
+    """A preprocessed batch of two copies of one image: the second copy's
+    detections and maps (fast path, image index 1) equal the first's."""
+    model = models['fcos']
+    data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
+    batch = model.data_preprocessor(
+        dict(inputs=[data['inputs']] * 2,
+             data_samples=[data['data_samples']] * 2), False)
+    first, second = ODAM().explain_batch(model, batch['inputs'],
+                                         batch['data_samples'],
+                                         targets=('score', 'x2'),
+                                         score_thr=0.2)
+    assert len(first.pred_instances) > 0
+    for key in ('bboxes', 'scores', 'heatmaps'):
+        torch.testing.assert_close(second.pred_instances.get(key),
+                                   first.pred_instances.get(key), atol=1e-5,
+                                   rtol=1e-5)
 
 
 def test_roi_features_explain_faster_rcnn_inside_the_roi(models, image):

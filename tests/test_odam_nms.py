@@ -2,6 +2,7 @@
 independent truths (numpy correlations, mmcv's NMS, hand-built cases) and the
 detector integration (``test_cfg.odam_nms``) end to end."""
 import copy
+import math
 import os.path as osp
 
 import mmcv
@@ -129,6 +130,39 @@ def test_only_kept_candidates_suppress():
     maps = torch.tensor([[1., 0.], [1., 0.], [0., 1.]])
     # IoU(a, c) = 0.67 > 0.5 but orthogonal maps: c survives, b does not
     assert odam_nms(boxes, scores, maps).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize('block_size', [1, 256])  # kept-vs-block / in-block
+def test_pearson_decides_where_cosine_would_not(block_size):
+    """Maps whose cosine and Pearson correlations fall on opposite sides of
+    T_low (high-IoU pair) and of T_high (low-IoU pair)."""
+    high_iou = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 9.]])  # 0.9
+    low_iou = torch.tensor([[0., 0., 10., 10.], [8., 8., 18., 18.]])  # 0.02
+    scores = torch.tensor([0.9, 0.8])
+    # shared support, anti-correlated around the mean: cos 2/3, Pearson -1/3
+    overlapping = torch.tensor([[1., 1., 1., 0.], [1., 1., 0., 1.]])
+    # same shape on different backgrounds: cos 5/sqrt(73), Pearson 1
+    offset = torch.tensor([[5., 4., 4., 4.], [1., 0., 0., 0.]])
+    for maps, cosine, pearson in ((overlapping, 2 / 3, -1 / 3),
+                                  (offset, 5 / math.sqrt(73), 1.0)):
+        np.testing.assert_allclose(np.corrcoef(maps.numpy())[0, 1], pearson)
+        a, b = maps.numpy()
+        assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) == \
+            pytest.approx(cosine)
+    args = dict(t_low=0.2, t_high=0.8, block_size=block_size)
+    # high IoU: cosine 0.67 >= T_low removes the second, Pearson < T_low not
+    assert odam_nms(high_iou, scores, overlapping, **args).tolist() == [0]
+    assert odam_nms(high_iou, scores, overlapping, correlation='pearson',
+                    **args).tolist() == [0, 1]
+    # low IoU: Pearson 1 > T_high removes the second, cosine 0.59 does not
+    assert odam_nms(low_iou, scores, offset, **args).tolist() == [0, 1]
+    assert odam_nms(low_iou, scores, offset, correlation='pearson',
+                    **args).tolist() == [0]
+    # the detector-facing module passes its correlation on
+    labels = torch.zeros(2, dtype=torch.long)
+    module = OdamNMS(correlation='pearson', block_size=block_size)
+    assert module(high_iou, scores, labels, overlapping).tolist() == [0, 1]
+    assert module(low_iou, scores, labels, offset).tolist() == [0]
 
 
 def test_boundaries_follow_classical_nms():
@@ -435,7 +469,90 @@ def test_inference_mode_is_refused(fcos, crowd):
         set_odam(fcos.bbox_head.test_cfg, None)
 
 
-def test_retinanet_classical_thresholds(crowd, denormals_flushed):
+def algorithm_1(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                maps: np.ndarray, iou_threshold: float, t_high: float,
+                t_low: float) -> list:
+    """Odam-NMS as the paper's Algorithm 1 states it, one candidate at a time,
+    with the conventions the module documents: ``IoU > T_iou`` is high (as
+    mmcv), ties at T_low / T_high remove / keep, a pair with an all-zero map is
+    judged by IoU alone, cosine correlation, classes apart.
+
+    Returns:
+        list[int]: Kept indices by descending score.
+    """
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    norms = np.linalg.norm(maps, axis=1)
+    kept = []
+    for p in np.argsort(-scores, kind='stable'):
+        d = np.array(kept, dtype=int)
+        inter = (np.minimum(x2[p], x2[d]) - np.maximum(x1[p], x1[d])).clip(
+            min=0) * (np.minimum(y2[p], y2[d]) - np.maximum(y1[p], y1[d])
+                      ).clip(min=0)
+        iou = inter / (areas[p] + areas[d] - inter)
+        informative = (norms[p] > 0) & (norms[d] > 0)
+        corr = maps[d] @ maps[p] / np.maximum(norms[d] * norms[p], 1e-300)
+        high = iou > iou_threshold
+        duplicate = np.where(informative,
+                             (high & (corr >= t_low)) |
+                             (~high & (corr > t_high)), high)
+        if not (duplicate & (labels[d] == labels[p])).any():
+            kept.append(int(p))
+    return kept
+
+
+@pytest.fixture
+def recorded_candidates(monkeypatch):
+    """Per image, the candidates the detector integration hands to Odam-NMS
+    and the maps it computes for them (zero where it computes none)."""
+    records = []
+    select = OdamNMS._select
+
+    def recording_select(self, bboxes, scores, labels, compute, map_size,
+                         nms_cfg, max_num):
+        record = dict(boxes=bboxes, scores=scores, labels=labels,
+                      maps=torch.zeros(len(scores), map_size,
+                                       dtype=torch.float64),
+                      has_map=torch.zeros(len(scores), dtype=torch.bool),
+                      max_num=max_num, module=self)
+        records.append(record)
+
+        def recording_compute(idx):
+            maps = compute(idx)
+            record['maps'][idx] = maps.flatten(1).double()
+            record['has_map'][idx] = True
+            return maps
+
+        return select(self, bboxes, scores, labels, recording_compute,
+                      map_size, nms_cfg, max_num)
+
+    monkeypatch.setattr(OdamNMS, '_select', recording_select)
+    return records
+
+
+def assert_detections_follow_algorithm_1(detections, record, iou_threshold):
+    """The detector's output is Algorithm 1 on its own candidates and maps."""
+    module = record['module']
+    assert len(record['scores']) > 20
+    assert len(set(record['scores'].tolist())) == len(record['scores'])
+    keep = algorithm_1(record['boxes'].double().numpy(),
+                       record['scores'].double().numpy(),
+                       record['labels'].numpy(), record['maps'].numpy(),
+                       iou_threshold, module.t_high, module.t_low)
+    if record['max_num'] > 0:
+        keep = keep[:record['max_num']]
+    assert len(detections) == len(keep) > 0
+    assert torch.equal(detections.bboxes, record['boxes'][keep])
+    assert torch.equal(detections.scores, record['scores'][keep])
+    # and the maps decided something: classical NMS keeps a different set
+    classical = nms(record['boxes'], record['scores'], iou_threshold)[1]
+    if record['max_num'] > 0:
+        classical = classical[:record['max_num']]
+    assert classical.tolist() != keep
+
+
+def test_retinanet_odam_nms_is_algorithm_1(crowd, denormals_flushed,
+                                           recorded_candidates):
     model = build(RETINA_CFG, dict(score_thr=0.0, nms_pre=150), seed=1)
     standard = detect(model, crowd, model.bbox_head.test_cfg, None)
     ours = detect(model, crowd, model.bbox_head.test_cfg,
@@ -444,10 +561,15 @@ def test_retinanet_classical_thresholds(crowd, denormals_flushed):
     assert_same(standard, ours)
     odam = detect(model, crowd, model.bbox_head.test_cfg,
                   dict(type='OdamNMS', max_candidates=50))
-    assert 0 < len(odam) <= 100
+    record, = recorded_candidates[1:]  # the classical run computes no map
+    # maps for the 50 best-scored candidates only (max_candidates)
+    best = record['scores'].argsort(descending=True)[:50]
+    assert torch.equal(record['has_map'].nonzero()[:, 0], best.sort()[0])
+    assert_detections_follow_algorithm_1(odam, record, 0.5)
 
 
-def test_faster_rcnn_classical_thresholds(crowd, denormals_flushed):
+def test_faster_rcnn_odam_nms_is_algorithm_1(crowd, denormals_flushed,
+                                             recorded_candidates):
     model = build(FRCNN_CFG, seed=2)
     rcnn_cfg = model.roi_head.test_cfg
     standard = detect(model, crowd, rcnn_cfg, None)
@@ -458,8 +580,9 @@ def test_faster_rcnn_classical_thresholds(crowd, denormals_flushed):
     paper = detect(model, crowd, rcnn_cfg,
                    dict(type='OdamNMS', iou_threshold=0.6, t_high=0.7,
                         t_low=0.3))
-    assert 0 < len(paper) <= rcnn_cfg.max_per_img
-    assert torch.all(paper.scores[:-1] >= paper.scores[1:])
+    record = recorded_candidates[-1]
+    assert record['max_num'] == rcnn_cfg.max_per_img
+    assert_detections_follow_algorithm_1(paper, record, 0.6)
 
 
 def test_detr_refuses_odam_nms(crowd, denormals_flushed):

@@ -4,6 +4,7 @@ import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData
@@ -113,6 +114,112 @@ def test_loss_module_groups_per_image_and_normalises_by_pairs():
     assert out['loss_odam_sep'].item() == pytest.approx(sep / num, rel=1e-5)
 
 
+def test_best_positive_is_the_highest_iou_not_the_first():
+    """Each object's best positive (the anchor of all its pairs) is the one
+    of highest IoU, listed neither first nor in group order. Maps are 2-D
+    directions at known angles, so every cosine is known by hand."""
+    loss = OdamTrainLoss(loss_weight=1.0, negatives='all')
+    angles = [0., 85., 25., 45., 60.]  # degrees, one per positive
+    gt_index = torch.tensor([0, 1, 0, 0, 1])
+    ious = torch.tensor([0.3, 0.5, 0.9, 0.6, 0.8])  # best: rows 2 and 4
+    maps = torch.tensor([[[math.cos(math.radians(a)),
+                           math.sin(math.radians(a))]] for a in angles])
+    maps = maps * torch.arange(1., 6.)[:, None, None]  # norms do not matter
+    positives = InstanceData(maps=maps, gt_index=gt_index, ious=ious)
+    out = loss([positives], [torch.tensor([[0., 0., 4., 4.],
+                                           [2., 2., 6., 6.]])])
+
+    def cos(degrees):
+        return math.cos(math.radians(degrees))
+
+    # object 0: best row 2 (25 deg) vs rows 0 (0 deg) and 3 (45 deg);
+    # object 1: best row 4 (60 deg) vs row 1 (85 deg)
+    con = -math.log(cos(25)) - math.log(cos(20)) - math.log(cos(25))
+    # row 2 vs object 1's rows 1 and 4; row 4 vs object 0's rows 0, 2, 3
+    sep = -math.log(1 - cos(60)) - math.log(1 - cos(35)) - \
+        math.log(1 - cos(60)) - math.log(1 - cos(35)) - math.log(1 - cos(15))
+    num = 3 + 5
+    assert out['loss_odam_con'].item() == pytest.approx(con / num, rel=1e-5)
+    assert out['loss_odam_sep'].item() == pytest.approx(sep / num, rel=1e-5)
+
+
+def hand_odam_losses(positives, gt_boxes, loss: OdamTrainLoss):
+    """Eq. 3 summed object by object, pair by pair, from recorded positives.
+
+    Independent of ``odam_pair_losses``: per image, each object's best
+    positive (highest IoU, first on ties) is compared with every other
+    non-zero map of the same image: its own object's (consistency) and, per
+    ``loss.negatives``, other objects' (separation); never across images.
+
+    Returns:
+        tuple[float, float]: ``loss_odam_con`` and ``loss_odam_sep``.
+    """
+    con = sep = 0.0
+    pairs = 0
+    for pos, boxes in zip(positives, gt_boxes):
+        maps = pos.maps.detach().flatten(1).double()
+        norms = maps.norm(dim=1)
+        gt_index, ious = pos.gt_index.tolist(), pos.ious.tolist()
+        for obj in range(len(boxes)):
+            members = [i for i, g in enumerate(gt_index) if g == obj]
+            if not members:
+                continue
+            best = max(members, key=lambda i: (ious[i], -i))
+            if norms[best] <= 1e-12:
+                continue
+            for i, other in enumerate(gt_index):
+                if i == best or norms[i] <= 1e-12:
+                    continue
+                cosine = float(maps[best] @ maps[i] / (norms[best] *
+                                                       norms[i]))
+                cosine = min(max(cosine, loss.eps), 1 - loss.eps)
+                if other == obj:
+                    con -= math.log(cosine)
+                    pairs += 1
+                elif _negative(boxes[obj], boxes[other], loss.negatives):
+                    sep -= math.log(1 - cosine)
+                    pairs += 1
+    scale = loss.loss_weight / max(pairs, 1)
+    return con * scale, sep * scale
+
+
+def _negative(box_a, box_b, mode):
+    """Whether positives of the object in box_b are negatives for box_a's."""
+    if mode == 'all':
+        return True
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = box_a.tolist(), \
+        box_b.tolist()
+    inter = max(0., min(ax2, bx2) - max(ax1, bx1)) * \
+        max(0., min(ay2, by2) - max(ay1, by1))
+    if mode == 'overlap':
+        return inter > 0
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / union > 0.5  # 'crowd'
+
+
+def record_loss_inputs(loss: OdamTrainLoss) -> list:
+    """Make ``loss`` record its (positives, gt_boxes) on every call."""
+    calls = []
+    forward = loss.forward
+
+    def recording(positives, gt_boxes):
+        calls.append((positives, gt_boxes))
+        return forward(positives, gt_boxes)
+
+    loss.forward = recording
+    return calls
+
+
+def assert_losses_equal_hand_sum(losses, recorded, loss: OdamTrainLoss):
+    """Logged losses equal the hand sum over the recorded positives, which
+    form pairs of both kinds."""
+    positives, gt_boxes = recorded
+    con, sep = hand_odam_losses(positives, gt_boxes, loss)
+    assert con > 0 and sep > 0
+    assert float(losses['loss_odam_con']) == pytest.approx(con, rel=1e-4)
+    assert float(losses['loss_odam_sep']) == pytest.approx(sep, rel=1e-4)
+
+
 # ----------------------------------------------------------------------------
 # detectors
 # ----------------------------------------------------------------------------
@@ -152,15 +259,22 @@ CROWD = [[20., 20., 60., 110.], [36., 22., 76., 112.], [100., 10., 140., 90.]]
 
 
 @pytest.mark.parametrize('name', list(TINY))
-def test_every_family_logs_finite_odam_losses(name):
+def test_every_family_logs_odam_losses_of_its_positives(name):
+    """Two images, overlapping objects: the logged losses equal the hand
+    sum over the positives the family recorded (grouping per object and
+    image, best positive by IoU, 'overlap' negatives)."""
     from mmdet_odam.models import install_odam_train
     model = _build(name)
-    install_odam_train(model, OdamTrainLoss())
+    odam = OdamTrainLoss()
+    recorded = record_loss_inputs(odam)
+    install_odam_train(model, odam)
     inputs, samples = _batch([CROWD, CROWD[:2]])
     losses = model.loss(inputs, samples)
-    for key in ('loss_odam_con', 'loss_odam_sep'):
-        assert key in losses and torch.isfinite(losses[key])
-    assert losses['loss_odam_con'] > 0 and losses['loss_odam_sep'] > 0
+    recorded, = recorded
+    for boxes, sample in zip(recorded[1], samples):
+        assert torch.equal(boxes, sample.gt_instances.bboxes)
+    assert all(len(pos) > 0 for pos in recorded[0])
+    assert_losses_equal_hand_sum(losses, recorded, odam)
 
 
 def test_a_duplicated_image_adds_no_cross_image_pairs():
@@ -348,6 +462,8 @@ def test_hook_trains_with_both_losses_logged(synthetic_crowd_root, tmp_path):
     cfg.log_processor = dict(by_epoch=False, window_size=1)
     cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
+    hook, = [h for h in runner.hooks if type(h).__name__ == 'OdamTrainHook']
+    recorded = record_loss_inputs(hook.loss)
     seen = []
     orig = runner.model.train_step
 
@@ -360,8 +476,9 @@ def test_hook_trains_with_both_losses_logged(synthetic_crowd_root, tmp_path):
     runner.train()
     assert len(seen) == 3
     assert seen[0] == {'loss_odam_con': 0.0, 'loss_odam_sep': 0.0}  # warm-up
-    assert all(s['loss_odam_con'] > 0 and s['loss_odam_sep'] > 0
-               for s in seen[1:]), seen
+    assert len(recorded) == 2  # the loss runs after the warm-up only
+    for logged, record in zip(seen[1:], recorded):
+        assert_losses_equal_hand_sum(logged, record, hook.loss)
     log = (tmp_path / runner.timestamp / f'{runner.timestamp}.log').read_text()
     assert 'loss_odam_con' in log and 'loss_odam_sep' in log
 
@@ -399,38 +516,79 @@ def test_hook_unwraps_a_distributed_model():
     try:
         model = _build('fcos')
         ddp = MMDistributedDataParallel(module=model)
-        OdamTrainHook().before_train(types.SimpleNamespace(model=ddp, iter=0))
+        hook = OdamTrainHook()
+        recorded = record_loss_inputs(hook.loss)
+        hook.before_train(types.SimpleNamespace(model=ddp, iter=0))
         inputs, samples = _batch([CROWD, CROWD[:2]])
         data = dict(inputs=list(inputs * 50 + 100), data_samples=samples)
         optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
         log_vars = ddp.train_step(data, optim)
     finally:
         dist.destroy_process_group()
-    assert log_vars['loss_odam_con'] > 0 and log_vars['loss_odam_sep'] > 0
+    recorded, = recorded
+    assert_losses_equal_hand_sum(log_vars, recorded, hook.loss)
+
+
+def fcos_assignment_by_hand(points, ranges, gt_boxes):
+    """FCOS's positives (Tian et al., 2019, Sec. 3.1-3.2; no centre
+    sampling): a point inside a GT box whose largest distance to the box's
+    sides lies in its level's regress range, assigned to the smallest such
+    box (the first on equal areas).
+
+    Returns:
+        tuple[Tensor, Tensor]: Flat indices of the positive points and their
+        GT indices.
+    """
+    x, y = points[:, 0:1].numpy(), points[:, 1:2].numpy()
+    x1, y1, x2, y2 = (gt_boxes[:, k][None].numpy() for k in range(4))
+    sides = np.stack([x - x1, y - y1, x2 - x, y2 - y])  # (4, N, G)
+    reach = sides.max(0)
+    lo, hi = ranges[:, 0:1].numpy(), ranges[:, 1:2].numpy()
+    fits = (sides.min(0) > 0) & (reach >= lo) & (reach <= hi)
+    areas = np.where(fits, (x2 - x1) * (y2 - y1), np.inf)
+    flat = np.isfinite(areas.min(1)).nonzero()[0]
+    return torch.from_numpy(flat), torch.from_numpy(areas[flat].argmin(1))
 
 
 @pytest.mark.parametrize('name', ['fcos', 'retinanet'])
-def test_recorded_assignment_equals_a_fresh_one(name):
+def test_recorded_assignment_equals_an_independent_one(name):
     """Positives come from what the head's own target assignment returned
-    during its loss; a fresh assignment gives the same positives."""
+    during its loss; they equal an assignment computed another way: FCOS's
+    rule by hand, RetinaNet's MaxIoU assigner run on the GT directly."""
     from mmdet_odam.models.odam_train import odam_train_losses
     model = _build(name)
-    odam = OdamTrainLoss()
+    odam = OdamTrainLoss(max_positives=0)  # no cap: every positive
     calls = []
     original = odam.dense_positives
 
     def spy(*args):
-        calls.append(args)
-        return original(*args)
+        calls.append((args, original(*args)))
+        return calls[-1][1]
 
     odam.dense_positives = spy
     inputs, samples = _batch([CROWD, CROWD[:2]])
     odam_train_losses(model, odam, inputs, samples, model.loss)
-    args = calls[0]
+    (args, positives), = calls
     assert args[-1] is not None and len(args[-1]) == 2  # recorded
-    recorded = original(*args)
-    fresh = original(*args[:-1], None)
-    for a, b in zip(recorded, fresh):
-        assert len(a) > 0
-        for key in ('cand_level', 'cand_index', 'gt_index'):
-            assert torch.equal(a.get(key), b.get(key)), key
+    head = model.bbox_head
+    priors = head.prior_generator.grid_priors([f.shape[-2:] for f in args[1]],
+                                              device='cpu')
+    starts = torch.tensor([0] + [len(p) for p in priors]).cumsum(0)
+    for pos, sample in zip(positives, samples):
+        gt = sample.gt_instances
+        if name == 'fcos':
+            ranges = torch.cat([torch.tensor(r).expand(len(p), 2) for p, r in
+                                zip(priors, head.regress_ranges)])
+            flat, gt_index = fcos_assignment_by_hand(torch.cat(priors),
+                                                     ranges, gt.bboxes)
+        else:
+            assigned = head.assigner.assign(
+                InstanceData(priors=torch.cat(priors)), gt)
+            flat = (assigned.gt_inds > 0).nonzero()[:, 0]
+            gt_index = assigned.gt_inds[flat] - 1
+        assert len(flat) > 0 and set(gt_index.tolist()) == set(
+            range(len(gt)))
+        got = starts[pos.cand_level] + pos.cand_index
+        order = got.argsort()
+        assert torch.equal(got[order], flat)
+        assert torch.equal(pos.gt_index[order], gt_index)
