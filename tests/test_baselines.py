@@ -49,8 +49,8 @@ def test_gradcam_equals_odam_with_global_smoothing(model, image):
                   score_thr=0.0)
     out = explain(model, image, explainer=dict(type='GradCAM'), score_thr=0.0)
     assert len(out.pred_instances) > 0
-    assert torch.equal(out.pred_instances.heatmaps,
-                       ref.pred_instances.heatmaps)
+    assert torch.equal(out.pred_instances.heatmaps.to_tensor(),
+                       ref.pred_instances.heatmaps.to_tensor())
     assert out.metainfo['targets'] == ref.metainfo['targets']
 
 
@@ -122,7 +122,7 @@ def test_gradcampp_weights_hand_computed():
 def test_gradcampp_explains_every_detection(model, image):
     out = explain(model, image, explainer=GradCAMPlusPlus(),
                   targets=('score', ), score_thr=0.0)
-    maps = out.pred_instances.heatmaps
+    maps = out.pred_instances.heatmaps.to_tensor()
     assert maps.shape == (len(out.pred_instances), 1, 96, 128)
     assert maps.min() >= 0 and maps.max() <= 1
 
@@ -169,15 +169,15 @@ def test_drise_shape_range_and_seed(model, image):
     b = explain(model, image, explainer=dict(type='DRISE', num_masks=12,
                                              batch_size=12, seed=1), **kwargs)
     c = explain(model, image, explainer=DRISE(num_masks=12, seed=2), **kwargs)
-    maps = a.pred_instances.heatmaps
+    maps = a.pred_instances.heatmaps.to_tensor()
     assert len(a.pred_instances) > 0
     assert maps.shape == (len(a.pred_instances), 2, 96, 128)
     assert maps.min() >= 0 and maps.max() <= 1
     assert torch.equal(maps[:, 0], maps[:, 1])  # one map per detection
-    assert torch.equal(maps, again.pred_instances.heatmaps)
+    assert torch.equal(maps, again.pred_instances.heatmaps.to_tensor())
     # same masks in other batches: only batched-forward rounding differs
-    assert torch.allclose(maps, b.pred_instances.heatmaps, atol=1e-4)
-    assert not torch.equal(maps, c.pred_instances.heatmaps)
+    assert torch.allclose(maps, b.pred_instances.heatmaps.to_tensor(), atol=1e-4)
+    assert not torch.equal(maps, c.pred_instances.heatmaps.to_tensor())
     assert torch.equal(a.pred_instances.bboxes, b.pred_instances.bboxes)
 
 
@@ -192,8 +192,8 @@ def test_cameras_single_scale_equals_its_base(model, image, base):
     assert torch.equal(out.pred_instances.bboxes, ref.pred_instances.bboxes)
     # same computation; only the float summation order of the global mean
     # (a strided vs a contiguous tensor) may differ in the last bit
-    assert torch.allclose(out.pred_instances.heatmaps,
-                          ref.pred_instances.heatmaps, atol=1e-5, rtol=0)
+    assert torch.allclose(out.pred_instances.heatmaps.to_tensor(),
+                          ref.pred_instances.heatmaps.to_tensor(), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize('base', [dict(type='GradCAM'),
@@ -207,8 +207,8 @@ def test_cameras_single_scale_equals_its_base_unresized(model, base):
     ref = explain(model, img, explainer=base, score_thr=0.0)
     out = explain(model, img, score_thr=0.0,
                   explainer=dict(type='CAMERAS', base=base, scales=(1.0, )))
-    assert torch.allclose(out.pred_instances.heatmaps,
-                          ref.pred_instances.heatmaps, atol=1e-5, rtol=0)
+    assert torch.allclose(out.pred_instances.heatmaps.to_tensor(),
+                          ref.pred_instances.heatmaps.to_tensor(), atol=1e-5, rtol=0)
 
 
 def test_cameras_multi_scale_fuses(model, image):
@@ -218,10 +218,10 @@ def test_cameras_multi_scale_fuses(model, image):
                   score_thr=0.0)
     ref = explain(model, image, explainer=ODAM(), targets=('score', ),
                   score_thr=0.0)
-    maps = out.pred_instances.heatmaps
+    maps = out.pred_instances.heatmaps.to_tensor()
     assert maps.shape == ref.pred_instances.heatmaps.shape
     assert maps.min() >= 0 and maps.max() <= 1
-    assert not torch.allclose(maps, ref.pred_instances.heatmaps)
+    assert not torch.allclose(maps, ref.pred_instances.heatmaps.to_tensor())
     with pytest.raises(TypeError):
         CAMERAS(base=DRISE())
 

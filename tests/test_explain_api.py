@@ -31,7 +31,7 @@ def _same_result(a, b):
     pa, pb = a.pred_instances, b.pred_instances
     assert len(pa) == len(pb) > 0
     assert torch.equal(pa.bboxes, pb.bboxes)
-    assert torch.allclose(pa.heatmaps, pb.heatmaps, atol=1e-6)
+    assert torch.allclose(pa.heatmaps.to_tensor(), pb.heatmaps.to_tensor(), atol=1e-6)
 
 
 def test_explain_leaves_config_mode_and_parameters_unchanged(model):

@@ -49,7 +49,7 @@ def test_trained_maps_concentrate_in_their_own_box(model, image):
     dets = out.pred_instances
     assert len(dets) >= 5
     fractions = [energy_in(maps[0], box_mask(box, image.shape[:2]))
-                 for box, maps in zip(dets.bboxes, dets.heatmaps)]
+                 for box, maps in zip(dets.bboxes, dets.heatmaps.to_tensor())]
     # boxes cover a few percent of the image each, yet hold most of the heat
     assert sum(fractions) / len(fractions) > 0.5
 

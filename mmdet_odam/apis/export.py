@@ -120,6 +120,8 @@ def box_energy_fraction(heatmap: np.ndarray, box: Sequence[float]) -> float:
 
 
 def _numpy(value, dtype) -> np.ndarray:
+    if hasattr(value, 'to_ndarray'):  # HeatMaps (and mmdet masks)
+        return value.to_ndarray().astype(dtype, copy=False)
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return np.asarray(value).astype(dtype, copy=False)

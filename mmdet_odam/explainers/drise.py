@@ -43,6 +43,7 @@ from mmdet.structures import DetDataSample
 from torch import Tensor
 
 from ..registry import EXPLAINERS
+from ..structures import HeatMaps
 from .odam import TARGETS
 
 
@@ -257,8 +258,10 @@ class DRISE:
         pred.bboxes = base.bboxes
         pred.scores = base.scores
         pred.labels = base.labels
-        pred.heatmaps = maps[:, None].expand(-1, len(targets), -1, -1) \
-            .contiguous()
+        # one map explains the detection; every target shows it
+        pred.heatmaps = HeatMaps.from_dense(
+            maps[:, None].expand(-1, len(targets), -1, -1).contiguous(),
+            targets, img_shape=meta['img_shape'][:2])
         out.pred_instances = pred
         return out
 

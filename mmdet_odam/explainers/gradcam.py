@@ -22,15 +22,16 @@ only the weighting of the gradient differs:
   (unpadded) part of the feature map.
 """
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..registry import EXPLAINERS
 from .adapters import ForwardState, LevelGradients
-from .heatmap import feature_to_image, paste_in_boxes, weighted_activation_map
-from .odam import ODAM, paste_windows_nchw
+from ..structures import MapWindows
+from .heatmap import weighted_activation_map
+from .odam import ODAM, crop_to_support, paste_windows_nchw, roi_windows
 
 
 def gradcampp_weights(grads: Tensor, activations: Tensor,
@@ -136,31 +137,27 @@ class GradCAMPlusPlus(GradCAM):
         return weighted_activation_map(weights[..., None, None], activations,
                                        self.grad_mode)
 
-    def _level_maps(self, piece: LevelGradients, state: ForwardState,
-                    img_idx: int, box_sizes: Tensor, meta: dict
-                    ) -> Tuple[Tensor, None]:
-        """Maps of one gradient piece in the original image grid.
-
-        Returns:
-            tuple: ``(maps, None)``: full maps (M, H, W) (the return contract
-            of :meth:`ODAM._level_maps`).
-        """
-        img_shape, ori_shape = meta['img_shape'], meta['ori_shape']
+    def _level_windows(self, piece: LevelGradients, state: ForwardState,
+                       img_idx: int, box_sizes: Tensor, rows: Tensor,
+                       meta: dict) -> List[MapWindows]:
+        """Maps of one gradient piece (the contract of
+        :meth:`ODAM._level_windows`), from full-map weights."""
         if piece.roi_boxes is not None:  # RoI grid: whole RoI map is valid
             maps = self.feature_maps(piece.grads, piece.activations)
-            canvas = paste_in_boxes(maps, piece.roi_boxes, img_shape[:2])
-            return feature_to_image(canvas, 1, img_shape, ori_shape), None
+            return roi_windows(maps, piece.roi_boxes, rows)
         stride = state.strides[piece.level]
         feat = state.activations[piece.level].detach()
         full = piece.grads.shape[-2:] == feat.shape[-2:] and \
             not bool(piece.offsets.any())
         grads = piece.grads if full else paste_windows_nchw(
             piece.grads, piece.offsets, feat.shape[-2:])
+        img_shape = meta['img_shape']
         valid = (min(math.ceil(img_shape[0] / stride), feat.shape[-2]),
                  min(math.ceil(img_shape[1] / stride), feat.shape[-1]))
-        maps = self.feature_maps(grads, feat[img_idx], valid=valid)
-        return feature_to_image(maps, stride, img_shape, ori_shape,
-                                self.cell_position), None
+        maps, offsets = crop_to_support(
+            self.feature_maps(grads, feat[img_idx], valid=valid))
+        return [MapWindows(rows, maps, offsets, 'cells', int(stride),
+                           self.cell_position)]
 
 
 __all__ = ['GradCAM', 'GradCAMPlusPlus', 'gradcampp_weights', 'gradcampp_map']

@@ -1,5 +1,5 @@
 """The ODAM explainer (Sec. 3.1, Eq. 1-2)."""
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -7,10 +7,10 @@ from mmdet.structures import DetDataSample
 from torch import Tensor
 
 from ..registry import EXPLAINERS
+from ..structures import HeatMaps, MapWindows
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (GRAD_MODES, check_cell_position, feature_to_image,
-                      gaussian_smooth, kernel_radius, normalize_maps, odam_map,
-                      paste_in_boxes, smoothing_sigmas, upsample_cells,
+from .heatmap import (GRAD_MODES, check_cell_position, gaussian_smooth,
+                      kernel_radius, odam_map, smoothing_sigmas,
                       weighted_activation_map)
 
 TARGETS = ATTRIBUTES + ('combined', )
@@ -208,7 +208,7 @@ class ODAM:
                 res = state.results[img_idx]
                 keep = (res.scores >= score_thr).nonzero()[:, 0]
                 maps = self._image_maps(adapter, state, img_idx, keep, slots,
-                                        metas[img_idx])
+                                        metas[img_idx], targets)
                 outputs.append(self._pack(sample, res[keep], maps, targets,
                                           slots))
         return outputs
@@ -234,62 +234,53 @@ class ODAM:
         return adapter.exact_gradients(state, img_idx, det_ids, attr_ids)
 
     def _image_maps(self, adapter, state: ForwardState, img_idx: int,
-                    det_ids: Tensor, slots: List[int], meta: dict) -> Tensor:
-        """Raw (unnormalised) maps (N, len(slots), H_ori, W_ori); the slot of
-        'combined' (-1) is left empty."""
+                    det_ids: Tensor, slots: List[int], meta: dict,
+                    targets: Sequence[str]) -> HeatMaps:
+        """Maps of detections ``det_ids`` for the attributes of ``slots``
+        (``-1``: 'combined', computed by :class:`HeatMaps`), kept as windows
+        on their feature grids."""
         res = state.results[img_idx]
-        ori_h, ori_w = meta['ori_shape'][:2]
         num_attrs = len(ATTRIBUTES)
-        out = res.bboxes.new_zeros((len(det_ids), len(slots), ori_h, ori_w))
-        flat = out.view(-1, ori_h, ori_w)
-        slot_of = torch.full((num_attrs, ), -1, dtype=torch.long,
-                             device=out.device)
-        for slot, attr in enumerate(slots):
-            if attr >= 0:
-                slot_of[attr] = slot
         attr_ids = [a for a in slots if a >= 0]
+        stored = len(attr_ids)
+        slot_of = torch.full((num_attrs, ), -1, dtype=torch.long,
+                             device=res.labels.device)
+        for k, attr in enumerate(attr_ids):
+            slot_of[attr] = k
         scale = res.bboxes.new_tensor(meta.get('scale_factor', (1., 1.)))
         input_sizes = (res.bboxes[:, 2:] - res.bboxes[:, :2]).clamp(min=0) * \
             scale
         row_of = torch.full((len(res), ), -1, dtype=torch.long,
-                            device=out.device)
-        row_of[det_ids] = torch.arange(len(det_ids), device=out.device)
-        seen = torch.zeros(len(flat), dtype=torch.bool, device=out.device)
+                            device=res.labels.device)
+        row_of[det_ids] = torch.arange(len(det_ids), device=row_of.device)
+        windows = []
         for start in range(0, len(det_ids), self.chunk_size):
             chunk = det_ids[start:start + self.chunk_size].tolist()
             for piece in self._gradients(adapter, state, img_idx, chunk,
                                          attr_ids):
                 dets = piece.pair_index // num_attrs
-                index = row_of[dets] * len(slots) + \
+                rows = row_of[dets] * stored + \
                     slot_of[piece.pair_index % num_attrs]
-                maps, corners = self._level_maps(piece, state, img_idx,
-                                                 input_sizes[dets], meta)
-                if corners is not None:  # image-space windows: paste them
-                    paste_into(flat, index, maps, corners,
-                               max_fn=self.level_fusion == 'max')
-                    continue
-                first = ~seen[index]
-                if bool(first.all()):  # usual case: one level per map
-                    flat[index] = maps
-                elif self.level_fusion == 'max':
-                    flat[index] = torch.where(
-                        first[:, None, None], maps,
-                        torch.maximum(flat[index], maps))
-                else:
-                    flat.index_add_(0, index, maps)
-                seen[index] = True
-        return out
+                windows += self._level_windows(piece, state, img_idx,
+                                               input_sizes[dets], rows, meta)
+        return HeatMaps(
+            len(det_ids), targets, [ATTRIBUTES[a] for a in attr_ids],
+            meta['img_shape'][:2], meta['ori_shape'][:2], windows,
+            fusion=self.level_fusion, signed=self.grad_mode == 'pos',
+            device=res.bboxes.device)
 
-    def _level_maps(self, piece: LevelGradients, state: ForwardState,
-                    img_idx: int, box_sizes: Tensor, meta: dict) -> Tensor:
-        """Maps of one gradient piece in the original image grid.
+    def _level_windows(self, piece: LevelGradients, state: ForwardState,
+                       img_idx: int, box_sizes: Tensor, rows: Tensor,
+                       meta: dict) -> List[MapWindows]:
+        """Maps of one gradient piece, as windows of :class:`HeatMaps`.
 
-        Returns:
-            tuple: ``(maps, None)`` with full maps (M, H, W), or, for local
-            windows when no final resize is needed, ``(windows, corners)``:
-            image-space windows (M, h, w) and their top-left pixels (M, 2).
+        Args:
+            piece (LevelGradients): M gradient windows.
+            box_sizes (Tensor): (w, h) in input pixels of each window's
+                detection, (M, 2).
+            rows (Tensor): Stored map of each window, (M, ).
+            meta (dict): The image's metainfo.
         """
-        img_shape, ori_shape = meta['img_shape'], meta['ori_shape']
         if piece.roi_boxes is not None:  # RoI grid: stride of one RoI cell
             cells = piece.grads.shape[-1]
             strides = ((piece.roi_boxes[:, 2:] - piece.roi_boxes[:, :2])
@@ -297,8 +288,7 @@ class ODAM:
             sigmas = self._sigmas(box_sizes, strides)
             maps = odam_map(piece.grads, piece.activations, self.smooth,
                             sigmas, self.grad_mode)
-            canvas = paste_in_boxes(maps, piece.roi_boxes, img_shape[:2])
-            return feature_to_image(canvas, 1, img_shape, ori_shape), None
+            return roi_windows(maps, piece.roi_boxes, rows)
         stride = state.strides[piece.level]
         sigmas = self._sigmas(box_sizes, box_sizes.new_full(
             (len(box_sizes), ), float(stride)))
@@ -310,33 +300,35 @@ class ODAM:
                 piece.grads, piece.offsets, feat.shape[-2:])
             maps = odam_map(grads, feat[img_idx], self.smooth, sigmas,
                             self.grad_mode)
+            maps, offsets = crop_to_support(maps)
         else:
             maps, offsets = window_odam_maps(
                 piece.grads, piece.offsets, feat, img_idx, sigmas,
                 self.grad_mode)
-            if tuple(ori_shape[:2]) == tuple(img_shape[:2]):
-                # upsample only the windows: the rest of each map is zero
-                return (upsample_cells(maps, stride, margin=True,
-                                       cell_position=self.cell_position),
-                        (offsets - 1) * stride)
-            maps = paste_windows(maps, offsets, feat.shape[-2:])
-        return feature_to_image(maps, stride, img_shape, ori_shape,
-                                self.cell_position), None
+        return [MapWindows(rows, maps, offsets, 'cells', int(stride),
+                           self.cell_position)]
 
     def _sigmas(self, box_sizes: Tensor, strides: Tensor) -> Optional[Tensor]:
         return smoothing_sigmas(self.smooth, box_sizes, strides,
                                 self.sigma_scale, self.min_sigma)
 
-    def _pack(self, sample: DetDataSample, results, maps: Tensor,
-              targets: Sequence[str], slots: List[int]) -> DetDataSample:
-        """Normalise in place, fill 'combined', keep the requested slots."""
-        normalize_maps(maps, inplace=True, signed=self.grad_mode == 'pos')
-        if 'combined' in targets:
-            combined = targets.index('combined')
-            attr_slots = [i for i, a in enumerate(slots) if a >= 0]
-            maps[:, combined] = maps[:, attr_slots].amax(dim=1)
-        if len(slots) > len(targets):
-            maps = maps[:, :len(targets)].contiguous()
+    def _pack(self, sample: DetDataSample, results,
+              maps: Union[HeatMaps, Tensor], targets: Sequence[str],
+              slots: List[int]) -> DetDataSample:
+        """The output sample: ``results``' boxes and the maps of ``targets``.
+
+        ``maps`` is a :class:`HeatMaps` of the attributes of ``slots``, or
+        raw dense maps (N, len(slots), H_ori, W_ori) in slot order (the slot
+        of 'combined', -1, is ignored).
+        """
+        if isinstance(maps, Tensor):
+            keep = [k for k, a in enumerate(slots) if a >= 0]
+            meta = sample.metainfo
+            maps = HeatMaps.from_dense(
+                maps[:, keep], targets,
+                slots=[ATTRIBUTES[slots[k]] for k in keep],
+                img_shape=meta.get('img_shape', maps.shape[-2:])[:2],
+                signed=self.grad_mode == 'pos')
         out = DetDataSample(metainfo=sample.metainfo)
         out.set_metainfo(dict(targets=tuple(targets)))
         pred = results.new()
@@ -348,31 +340,35 @@ class ODAM:
         return out
 
 
-def paste_into(flat: Tensor, index: Tensor, windows: Tensor, corners: Tensor,
-               max_fn: bool = False) -> None:
-    """Add (or max) image-space windows into rows of ``flat``, clipped.
+def crop_to_support(maps: Tensor) -> Tuple[Tensor, Tensor]:
+    """Maps (M, H, W) cropped to the bounding box of all their non-zero
+    cells, and that box's top-left cell (M, 2) (the same for all)."""
+    support = maps.ne(0).any(dim=0)
+    rows = support.any(dim=1).nonzero()[:, 0]
+    cols = support.any(dim=0).nonzero()[:, 0]
+    if not len(rows):
+        return maps[:, :1, :1], maps.new_zeros((len(maps), 2),
+                                               dtype=torch.long)
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    corner = torch.tensor([y0, x0], device=maps.device)
+    return maps[:, y0:y1, x0:x1], corner.expand(len(maps), 2)
 
-    Args:
-        flat (Tensor): (R, H, W) output maps, modified in place.
-        index (Tensor): Output row of each window, (M, ).
-        windows (Tensor): (M, h, w).
-        corners (Tensor): (y, x) pixel of each window's top-left, (M, 2).
-        max_fn (bool): Combine by maximum instead of sum.
-    """
-    height, width = flat.shape[-2:]
-    h, w = windows.shape[-2:]
-    for row, win, (top, left) in zip(index.tolist(), windows,
-                                     corners.tolist()):
-        y0, x0 = max(top, 0), max(left, 0)
-        y1, x1 = min(top + h, height), min(left + w, width)
-        if y1 <= y0 or x1 <= x0:
+
+def roi_windows(maps: Tensor, roi_boxes: Tensor,
+                rows: Tensor) -> List[MapWindows]:
+    """RoI-grid maps (M, h, w) resized into their (rounded, clipped) boxes
+    in input pixels, one window each (boxes differ in size)."""
+    out = []
+    for m, (x1, y1, x2, y2) in enumerate(roi_boxes.round().long().tolist()):
+        x1, y1 = max(x1, 0), max(y1, 0)
+        if x2 <= x1 or y2 <= y1:
             continue
-        part = win[y0 - top:y1 - top, x0 - left:x1 - left]
-        target = flat[row, y0:y1, x0:x1]
-        if max_fn:
-            torch.maximum(target, part, out=target)
-        else:
-            target += part
+        pixels = F.interpolate(maps[m][None, None], size=(y2 - y1, x2 - x1),
+                               mode='bilinear', align_corners=False)[0]
+        out.append(MapWindows(rows[m:m + 1], pixels,
+                              rows.new_tensor([[y1, x1]]), 'pixels'))
+    return out
 
 
 def paste_windows_nchw(grads: Tensor, offsets: Tensor,
