@@ -16,14 +16,13 @@ Example::
     python tools/test.py configs/fcos/fcos_tiny_synthetic-crowdhuman.py \
         checkpoints/fcos_tiny_synthetic-crowd.pth --data-root data/my_crowd
 """
-import argparse
 import os.path as osp
 import sys
 from copy import deepcopy
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_runner_args, parse_runner_args,  # noqa: E402
-                        resolve_config)
+from cli_common import (OneLineArgumentParser, add_runner_args,  # noqa: E402
+                        parse_runner_args, resolve_config, setup_distributed)
 
 
 def _rebase(path, old_root: str, new_root: str):
@@ -69,7 +68,7 @@ def override_data_root(cfg, new_root: str) -> None:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -117,7 +116,6 @@ def main():
     setup_cache_size_limit_of_dynamo()
 
     cfg = Config.fromfile(config)
-    cfg.launcher = args.launcher
     if args.data_root is not None:
         override_data_root(cfg, args.data_root)
     if args.cfg_options is not None:
@@ -164,6 +162,7 @@ def main():
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
+    setup_distributed(cfg, args.launcher)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -8,17 +8,16 @@ Example::
 
     python tools/train.py configs/fcos/fcos_tiny_synthetic-crowd.py
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_runner_args, parse_runner_args,  # noqa: E402
-                        resolve_config)
+from cli_common import (OneLineArgumentParser, add_runner_args,  # noqa: E402
+                        parse_runner_args, resolve_config, setup_distributed)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Train a detector')
+    parser = OneLineArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -58,7 +57,6 @@ def main():
     setup_cache_size_limit_of_dynamo()
 
     cfg = Config.fromfile(config)
-    cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
 
@@ -89,6 +87,7 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    setup_distributed(cfg, args.launcher)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
