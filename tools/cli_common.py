@@ -99,8 +99,8 @@ def resolve_device(device: Optional[str]) -> str:
                          'cpu, cuda, cuda:1)') from None
     if parsed.type == 'cuda':
         if not torch.cuda.is_available():
-            why = 'this torch build has no CUDA' if torch.version.cuda is None \
-                else 'no GPU is visible'
+            why = 'no GPU is visible' if torch.version.cuda else \
+                'this torch build has no CUDA'
             raise ValueError(f'--device {device}: CUDA is not available '
                              f'({why}; torch {torch.__version__}); use '
                              '--device cpu')

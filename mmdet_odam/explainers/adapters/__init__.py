@@ -50,9 +50,10 @@ def adapter_class(model) -> Type[DetectorAdapter]:
             return DETRAdapter
     elif isinstance(model, TwoStageDetector):
         head = getattr(model, 'roi_head', None)
+        box_head = getattr(head, 'bbox_head', None)
         if isinstance(head, StandardRoIHead) and \
-                isinstance(head.bbox_head, BBoxHead) and \
-                _keeps(head.bbox_head, BBoxHead, ('_predict_by_feat_single', )):
+                isinstance(box_head, BBoxHead) and \
+                _keeps(box_head, BBoxHead, ('_predict_by_feat_single', )):
             return TwoStageAdapter
     elif isinstance(model, SingleStageDetector) and \
             isinstance(head, BaseDenseHead) and _keeps(
