@@ -74,3 +74,15 @@ def test_setup_distributed_leaves_other_launchers_alone():
     cfg = Config(dict(model=dict()))
     cli_common.setup_distributed(cfg, 'none')
     assert cfg.launcher == 'none' and 'model_wrapper_cfg' not in cfg
+
+
+@pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py',
+                                  'tools/eval_explanations.py'])
+def test_runner_tools_refuse_cfg_options_without_equals(tool):
+    extra = [] if tool == 'tools/train.py' else [CHECKPOINT]
+    res = subprocess.run([sys.executable, tool, CONFIG, *extra,
+                          '--cfg-options', 'foo'], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith('error:') and "'foo'" in lines[0]
