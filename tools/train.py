@@ -12,8 +12,13 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (OneLineArgumentParser, add_runner_args,  # noqa: E402
-                        parse_runner_args, resolve_config, setup_distributed)
+from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
+                        add_runner_args, parse_runner_args, resolve_config,
+                        setup_distributed)
+
+# this checkout's mmdet_odam (also for the configs' custom_imports), as
+# explain.py and eval_explanations.py, whatever else is installed
+sys.path.insert(0, REPO_ROOT)
 
 
 def parse_args():
