@@ -19,6 +19,7 @@ setup(
     'for MMDetection 3.x',
     long_description=open('README.md').read() if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
+    license='Apache-2.0',
     packages=find_packages(include=['mmdet_odam', 'mmdet_odam.*']),
     python_requires='>=3.8',
     install_requires=[

@@ -188,6 +188,76 @@ def test_cli_zero_detections(tmp_path, checkpoints, val_images,
     assert not (out / 'corrupt.npz').exists()
 
 
+def test_cli_crowdhuman_config_without_dataset_files(
+        tmp_path, val_images, explain_tool, capsys, monkeypatch):
+    """Odam-NMS configs are CrowdHuman-format: explaining one image must not
+    need the dataset's id_hw file (its relative data_root is absent here)."""
+    monkeypatch.chdir(tmp_path)
+    config = REPO / 'configs/fcos/fcos_tiny_odam-nms_synthetic-crowdhuman.py'
+    code, _, err = _main(explain_tool, capsys, config,
+                         REPO / 'checkpoints/fcos_tiny_synthetic-crowd.pth',
+                         val_images[0], '--out-dir', tmp_path / 'out',
+                         '--device', 'cpu', '--targets', 'score')
+    assert code == 0, err
+    assert not (tmp_path / 'data').exists()
+    with np.load(tmp_path / 'out' / f'{val_images[0].stem}.npz') as data:
+        assert len(data['scores']) > 0
+
+
+def test_cli_mmdet_config_of_unsupported_family_one_line(
+        tmp_path, val_images, explain_tool, capsys):
+    """``mmdet::`` configs resolve; YOLOX (random weights that fit) ends in
+    one line naming the supported families, nothing written."""
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.utils import get_installed_path
+    config = 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py'
+    local = Path(get_installed_path('mmdet'), '.mim', 'configs',
+                 'yolox', 'yolox_tiny_8xb8-300e_coco.py')
+    with warnings.catch_warnings(record=True):
+        model = init_detector(str(local), None, device='cpu')
+    checkpoint = tmp_path / 'yolox_random.pth'
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    out = tmp_path / 'out'
+    code, _, err = _main(explain_tool, capsys, config, checkpoint,
+                         val_images[0], '--out-dir', out, '--device', 'cpu')
+    assert code == 1 and 'Traceback' not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith('error: no ODAM adapter for YOLOX'), err
+    assert 'FCOS' in line and 'Faster' in line and 'DETR' in line
+    assert not out.exists()
+
+
+def test_cli_cuda_without_cuda_and_bad_cfg_options(
+        tmp_path, checkpoints, val_images, explain_tool, capsys, monkeypatch):
+    import mmdet_odam.apis as apis
+    import torch
+
+    def no_model(*args, **kwargs):
+        raise AssertionError('the model was built')
+
+    monkeypatch.setattr(apis, 'init_explained_detector', no_model)
+    common = [CONFIG, checkpoints['good'], val_images[0], '--out-dir',
+              tmp_path / 'out']
+    if not torch.cuda.is_available():
+        code, _, err = _main(explain_tool, capsys, *common, '--device',
+                             'cuda')
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1, err
+        assert 'CUDA is not available' in lines[0]
+        assert 'config' not in lines[0]
+    code, _, err = _main(explain_tool, capsys, *common, '--device', 'gpu0')
+    assert code == 1 and 'not a torch device' in err
+    with pytest.raises(SystemExit) as exit_info:
+        explain_tool.main([str(a) for a in common] + ['--cfg-options', 'foo'])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error:')
+    assert 'cfg-options' in lines[0] and "'foo'" in lines[0]
+    assert not (tmp_path / 'out').exists()
+
+
 def test_demo_writes_summary(tmp_path, checkpoints, val_images, capsys):
     demo = _load_tool(DEMO)
     out = tmp_path / 'demo'

@@ -451,3 +451,29 @@ def test_recorded_group_norm_statistics_match_their_definition():
     torch.testing.assert_close(mean, grouped.mean(-1))
     torch.testing.assert_close(var, grouped.var(-1, unbiased=False))
     assert var[1, 0] == 0
+
+
+@pytest.mark.parametrize('config,named', [
+    ('mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
+     'CascadeRCNN with CascadeRoIHead'),
+    ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
+     'DeformableDETR with DeformableDETRHead'),
+    ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', 'YOLOX with YOLOXHead')])
+def test_unsupported_family_is_one_line_naming_the_supported(config, named,
+                                                             models):
+    """Detectors whose post-processing the adapters cannot tag are refused
+    when the adapter is built, not by an internal error while explaining."""
+    from mmdet.registry import MODELS
+    from mmengine.utils import get_installed_path
+    root = get_installed_path('mmdet') + '/.mim/configs/'
+    cfg = Config.fromfile(config.replace('mmdet::', root))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)  # random weights
+    with pytest.raises(TypeError) as error:
+        build_adapter(model, 'neck')
+    message = str(error.value)
+    assert '\n' not in message and f'no ODAM adapter for {named}' in message
+    for family in ('FCOS', 'RetinaNet', 'Faster', 'DETR'):
+        assert family in message
+    for family in CONFIGS:  # the supported ones still resolve
+        build_adapter(models[family], 'neck')

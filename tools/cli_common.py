@@ -22,31 +22,109 @@ def load_script(relative_path: str) -> ModuleType:
     return module
 
 
-def resolve_config(path: str) -> str:
-    """Return a local path for ``path``; ``mmdet::x.py`` means MMDetection's
-    installed config ``x.py``. Exit with a one-line message if missing."""
+def find_config(path: str) -> str:
+    """A local path for a config; ``pkg::x.py`` is package ``pkg``'s
+    installed config ``x.py`` (``mmdet::fcos/...``, as MMEngine reads them).
+
+    Raises:
+        FileNotFoundError: If the package is not installed or the file does
+            not exist (one-line message).
+    """
     if '::' in path:
         pkg, rel = path.split('::', 1)
         try:
             from mmengine.utils import get_installed_path
             path = osp.join(get_installed_path(pkg), '.mim', 'configs', rel)
         except Exception:  # package not installed
-            sys.exit(f'error: cannot resolve config {pkg}::{rel}')
+            raise FileNotFoundError(
+                f'cannot resolve config {pkg}::{rel} (is {pkg} installed?)'
+            ) from None
     if not osp.isfile(path):
-        sys.exit(f'error: config file not found: {path}')
+        raise FileNotFoundError(f'config file not found: {path}')
     return path
 
 
-def add_runner_args(parser: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, ``--launcher`` and ``--local-rank``, as MMDetection's
-    own tools take them (so that MMEngine's launchers work unchanged)."""
+def resolve_config(path: str) -> str:
+    """:func:`find_config`, exiting with a one-line message on failure."""
+    try:
+        return find_config(path)
+    except FileNotFoundError as e:
+        sys.exit(f'error: {e}')
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one ``error:`` line (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f'error: {message} (see {self.prog} --help)\n')
+
+
+def key_value(text: str) -> str:
+    """argparse ``type`` of one ``--cfg-options`` item: ``key=value``."""
+    key, sep, _ = text.partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f'expected key=value pairs, got {text!r}')
+    return text
+
+
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options key=value ...``, parsed by MMEngine's ``DictAction``
+    after each item was checked to have a key and ``=``."""
     from mmengine.config import DictAction
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
+        type=key_value,
         help='override settings of the config, as key=value pairs '
         '(e.g. train_cfg.max_epochs=1 or key="[a,b]").')
+
+
+def resolve_device(device: Optional[str]) -> str:
+    """The torch device to use: ``device``, or ``cuda:0`` when available
+    else ``cpu``.
+
+    Raises:
+        ValueError: If ``device`` is not a device name or its backend is not
+            available here (one line naming the device and the reason).
+    """
+    import torch
+    if device is None:
+        return 'cuda:0' if torch.cuda.is_available() else 'cpu'
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f'--device {device!r} is not a torch device (e.g. '
+                         'cpu, cuda, cuda:1)') from None
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            why = 'no GPU is visible' if torch.version.cuda else \
+                'this torch build has no CUDA'
+            raise ValueError(f'--device {device}: CUDA is not available '
+                             f'({why}; torch {torch.__version__}); use '
+                             '--device cpu')
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f'--device {device}: only {count} CUDA '
+                             'device(s) visible')
+    elif parsed.type == 'mps':
+        if not torch.backends.mps.is_available():
+            raise ValueError(f'--device {device}: MPS is not available; use '
+                             '--device cpu')
+    elif parsed.type != 'cpu':
+        backend = getattr(torch, parsed.type, None)
+        available = getattr(backend, 'is_available', None)
+        if available is None or not available():
+            raise ValueError(f'--device {device}: {parsed.type} is not '
+                             'available; use --device cpu')
+    return str(parsed)
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local-rank``, as MMDetection's
+    own tools take them (so that MMEngine's launchers work unchanged)."""
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -91,3 +169,60 @@ def apply_checkpoint_args(cfg, args: argparse.Namespace,
                                        or []) + [checkpoint]
     if hasattr(args, 'allow_partial_load'):
         cfg.strict_load = not args.allow_partial_load
+
+
+# The environment torchrun (and torch.distributed.launch) sets per process.
+TORCHRUN_VARIABLES = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
+                      'MASTER_PORT')
+
+
+def setup_distributed(cfg, launcher: str) -> None:
+    """Set ``cfg.launcher`` and make the ``pytorch`` launcher start on CPU.
+
+    MMEngine's ``pytorch`` launcher calls ``torch.cuda.set_device`` and opens
+    an NCCL process group, and its DDP wrapper passes ``device_ids``, which
+    all fail without CUDA. There the process group is opened here with gloo
+    from torchrun's environment (the Runner then finds it open and keeps it)
+    and DDP wraps the CPU model without ``device_ids``. With CUDA, or other
+    launchers, MMEngine's own path runs unchanged (NCCL). Call it after every
+    other change to ``cfg``, before building the Runner.
+
+    Args:
+        cfg (mmengine.Config): Runner config, changed in place.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+    """
+    cfg.launcher = launcher
+    if launcher != 'pytorch':
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    import datetime
+
+    import torch.distributed as dist
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel
+
+    missing = [k for k in TORCHRUN_VARIABLES if k not in os.environ]
+    if missing:
+        sys.exit(f'error: --launcher pytorch needs the environment torchrun '
+                 f'sets ({", ".join(missing)} missing): start the tool with '
+                 'torchrun --nproc_per_node N ...')
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'  # what the group below uses, for the log
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo', init_method='env://',
+            timeout=datetime.timedelta(
+                seconds=float(dist_cfg.get('timeout', 1800))))
+    wrapper = cfg.get('model_wrapper_cfg', None) or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_type = wrapper.get('type', 'MMDistributedDataParallel')
+    wrapper_cls = wrapper_type if isinstance(wrapper_type, type) else \
+        MODEL_WRAPPERS.get(wrapper_type)
+    if wrapper_cls is not None and issubclass(wrapper_cls,
+                                              DistributedDataParallel):
+        wrapper['device_ids'] = None  # a CPU module takes no device ids
+    cfg.model_wrapper_cfg = wrapper

@@ -12,22 +12,31 @@ overlays and gallery, ``crowd.npz``) plus ``summary.txt``: per detection its
 score and the share of its 'combined' map's energy (sum of the map) that lies
 inside its own box. Paths default to the repository's files, whatever the
 working directory; ``--out-dir`` is relative to the working directory.
+
+Files are written as by ``tools/explain.py``: atomically, listed in manifests
+(``crowd/.mmdet-odam-manifest.json``, ``.mmdet-odam-manifest.json`` for
+``summary.txt``), and only over the demo's own earlier files; existing files
+of someone else's at those paths stop it with an ``error:`` line (exit 1)
+before the model is built, unless ``--overwrite`` is given.
 """
 import argparse
 import math
-import os
 import os.path as osp
 import sys
 import warnings
 from typing import List, Optional
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
+from cli_common import REPO_ROOT as REPO  # noqa: E402
+from cli_common import resolve_device  # noqa: E402
+
 sys.path.insert(0, REPO)
 
 CONFIG = osp.join(REPO, 'configs', 'fcos', 'fcos_tiny_synthetic-crowd.py')
 CHECKPOINT = osp.join(REPO, 'checkpoints', 'fcos_tiny_synthetic-crowd.pth')
 IMAGE = osp.join(REPO, 'demo', 'crowd.png')
 SCORE_THR = 0.3
+SUMMARY_NAME = 'summary.txt'
 
 HOW_TO_CHECKPOINT = """\
   make it with (from the repository root):
@@ -55,6 +64,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='checkpoint (default: the bundled one)')
     p.add_argument('--image', default=IMAGE,
                    help='image (default: the bundled demo/crowd.png)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace existing output files that the demo did '
+                   'not write')
     return p.parse_args(argv)
 
 
@@ -85,6 +97,12 @@ def format_summary(rows: List[dict], header: List[str]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _refused(error) -> int:
+    hint = '; use --overwrite to replace them' if error.overridable else ''
+    print(f'error: {error}{hint}', file=sys.stderr)
+    return 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
@@ -96,15 +114,30 @@ def main(argv: Optional[List[str]] = None) -> int:
               f'{HOW_TO_IMAGE}', file=sys.stderr)
         return 1
 
-    import torch
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
 
     import mmdet_odam  # noqa: F401  (registers modules)
     from mmdet_odam.apis import explain, init_explained_detector
-    from mmdet_odam.apis.export import (explanation_summary, read_image,
+    from mmdet_odam.apis.export import (OutputConflictError,
+                                        check_explanation_outputs,
+                                        explanation_summary, read_image,
                                         save_explanation)
+    from mmdet_odam.apis.output_files import OutputGroup
 
-    device = args.device or ('cuda:0' if torch.cuda.is_available() else
-                             'cpu')
+    stem = osp.splitext(osp.basename(args.image))[0]
+    protected = [args.image, args.checkpoint, CONFIG]
+    summary = OutputGroup(args.out_dir, '', lambda name: name == SUMMARY_NAME,
+                          protected, args.overwrite)
+    try:  # refuse before the model is built
+        check_explanation_outputs(args.out_dir, stem, protected,
+                                  args.overwrite)
+        summary.check([SUMMARY_NAME])
+    except OutputConflictError as e:
+        return _refused(e)
     try:
         model = init_explained_detector(CONFIG, args.checkpoint, device)
         image = read_image(args.image)
@@ -115,9 +148,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     sample = explain(model, image, explainer=dict(type='ODAM'),
                      score_thr=SCORE_THR)
     class_names = (model.dataset_meta or {}).get('classes')
-    stem = osp.splitext(osp.basename(args.image))[0]
-    saved = save_explanation(sample, image, args.out_dir, stem,
-                             class_names=class_names)
+    try:
+        saved = save_explanation(sample, image, args.out_dir, stem,
+                                 class_names=class_names, protected=protected,
+                                 overwrite=args.overwrite)
+    except OutputConflictError as e:  # e.g. someone's det000_score.png
+        return _refused(e)
     rows = explanation_summary(sample, 'combined', class_names)
     text = format_summary(rows, [
         f'ODAM demo: {_rel(CONFIG)} + {_rel(args.checkpoint)}',
@@ -126,9 +162,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "energy_in_box: sum of the detection's 'combined' map inside its own "
         'box / sum over the image',
     ])
-    summary_path = os.path.join(args.out_dir, 'summary.txt')
-    with open(summary_path, 'w') as f:
-        f.write(text)
+    summary_path = summary.write(SUMMARY_NAME,
+                                 lambda f: f.write(text.encode('utf-8')))
+    summary.finish()
     print(text, end='')
     print(f'wrote {saved["num_detections"]} detection(s): '
           f'{len(saved["overlays"])} overlays in '

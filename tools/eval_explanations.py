@@ -22,7 +22,6 @@ Example (the evidence run of the README, ~10 CPU minutes)::
         --methods odam gradcam gradcampp drise cameras \\
         --num-images 20 --drise-masks 500 --deletion-steps 20
 """
-import argparse
 import copy
 import json
 import os
@@ -31,8 +30,10 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_checkpoint_args, add_runner_args,  # noqa: E402
-                        apply_checkpoint_args, parse_runner_args)
+from cli_common import (OneLineArgumentParser,  # noqa: E402
+                        add_checkpoint_args, add_runner_args,
+                        apply_checkpoint_args, parse_runner_args,
+                        setup_distributed)
 
 METHODS = {
     'odam': dict(type='ODAM'),
@@ -55,7 +56,7 @@ COLUMNS = (
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = OneLineArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config', help='detector config')
     p.add_argument('checkpoint', help='detector checkpoint')
     p.add_argument('--methods', nargs='+', default=list(METHODS),
@@ -125,7 +126,6 @@ def build_method_cfg(base_cfg, name: str, args, stamp: str):
     cfg.load_from = args.checkpoint
     apply_checkpoint_args(cfg, args, args.checkpoint)
     cfg.resume = False
-    cfg.launcher = args.launcher
     cfg.experiment_name = f'explain_{name}_{stamp}'
     if cfg.get('visualizer') is not None:
         cfg.visualizer.name = f'visualizer_{name}_{stamp}'
@@ -142,6 +142,7 @@ def build_method_cfg(base_cfg, name: str, args, stamp: str):
                               match_iou=args.match_iou,
                               out_file=osp.join(work_dir, 'metrics.json'))
     cfg.test_cfg = dict(type='TestLoop')
+    setup_distributed(cfg, args.launcher)
     return cfg
 
 

@@ -6,8 +6,9 @@ Example::
         checkpoints/fcos_tiny_synthetic-crowd.pth demo/crowd.png \
         --out-dir outputs/explain
 
-IMAGES are files or directories (their .jpg/.jpeg/.png/.bmp files, sorted,
-not recursive). For each image ``stem`` it writes, under ``--out-dir``:
+CONFIG is a file or ``mmdet::path/in/mmdet/configs.py``. IMAGES are files or
+directories (their .jpg/.jpeg/.png/.bmp files, sorted, not recursive). For
+each image ``stem`` it writes, under ``--out-dir``:
 
 * ``<stem>/det<idx:03d>_<target>.png``: heat map of one detection and target
   over the image (RGB), the detection box drawn;
@@ -15,37 +16,52 @@ not recursive). For each image ``stem`` it writes, under ``--out-dir``:
   else the first target), or the image captioned "no detections";
 * ``<stem>.npz``: ``bboxes`` (N, 4) float32, ``scores`` (N,), ``labels``
   (N,), ``heatmaps`` (N, T, H, W) float16 in [0, 1] on the original image
-  grid, ``targets`` (T,) str.
+  grid, ``targets`` (T,) str;
+* ``<stem>/.mmdet-odam-manifest.json``: the files above that it wrote.
 
-Errors in the arguments, config, checkpoint (including weights that do not
-fit the config) or explainer options print one ``error:`` line and exit 1
-(2 for malformed arguments). An image that is missing or cannot be read is
-skipped with a ``warning:`` line; the exit status is 0 when at least one image
-was explained, 1 when none was.
+Files are never half-written (each goes to a temporary file, then is renamed)
+and the tool only replaces or removes its own files: those its manifest lists
+with unchanged content. A re-run into the same folder replaces them and
+removes its earlier ``det*.png`` that this run does not write (fewer
+detections); any other file is kept, even one named like its outputs
+(``det999_mine.png``). An existing ``gallery.png`` or ``<stem>.npz`` (or
+``det*.png`` it would write) that is not its own stops the run with an
+``error:`` line (or skips that image, if found only after explaining it),
+unless ``--overwrite`` is given. Input images, the config and the checkpoint
+are never written over, not even with ``--overwrite``.
+
+Every option, the config, checkpoint, device and the output paths are checked
+before the model is built (the feature name and the detector family, which
+need the model, right after, before any image); errors print one ``error:``
+line and exit 1 (2 for malformed arguments). A checkpoint that does not fit
+the config and a detector family without an ODAM adapter are errors too. An
+image that is missing or cannot be read is skipped with a ``warning:`` line.
+Exit status: 0 when at least one image was explained and saved and no image's
+outputs were refused; 1 otherwise.
 """
 import argparse
+import math
 import os.path as osp
 import sys
 import warnings
-from typing import List, Optional
+from typing import List, Optional, Union
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
+from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
+                        add_cfg_options, find_config, resolve_device)
+
+sys.path.insert(0, REPO_ROOT)
 
 DEFAULT_TARGETS = ('score', 'x1', 'y1', 'x2', 'y2', 'combined')
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message."""
-
-    def error(self, message: str):
-        self.exit(2, f'error: {message} (see {self.prog} --help)\n')
+SMOOTH_NAMES = ('adaptive', 'none', 'global')
+OVERWRITE_HINT = ('use --overwrite to replace files not written by this '
+                  'tool, or another --out-dir')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
-    p = _Parser(description='Explain detections with ODAM heat maps.')
-    p.add_argument('config', help='detector config file')
+    p = OneLineArgumentParser(
+        description='Explain detections with ODAM heat maps.')
+    p.add_argument('config', help='detector config file (or mmdet::...)')
     p.add_argument('checkpoint', help='checkpoint file matching the config')
     p.add_argument('images', nargs='+',
                    help='image files and/or directories of images')
@@ -75,19 +91,32 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--alpha', type=float, default=0.7,
                    help='overlay opacity at the hottest pixels, in [0, 1]')
     p.add_argument('--cmap', default='jet', help='matplotlib colormap')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace existing output files that this tool did '
+                   'not write (never input images)')
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='unpickle the checkpoint fully (it may then run '
                    'code: only for files you trust)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value pairs')
+    add_cfg_options(p)
     return p.parse_args(argv)
 
 
-def _smooth(value: str):
-    try:
-        return float(value)
-    except ValueError:
+def parse_smooth(value: str) -> Union[str, float]:
+    """``--smooth``: a name of :data:`SMOOTH_NAMES` or a finite sigma >= 0.
+
+    Raises:
+        ValueError: For anything else.
+    """
+    if value in SMOOTH_NAMES:
         return value
+    try:
+        sigma = float(value)
+    except ValueError:
+        sigma = float('nan')
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"--smooth must be {', '.join(SMOOTH_NAMES)} or a "
+                         f'sigma >= 0 in feature cells, got {value!r}')
+    return sigma
 
 
 def _fail(message: str) -> int:
@@ -97,31 +126,66 @@ def _fail(message: str) -> int:
     return 1
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    # cheap checks first, before the heavy imports
-    if not osp.isfile(args.config):
-        return _fail(f'config file not found: {args.config}')
-    if not osp.isfile(args.checkpoint):
-        return _fail(f'checkpoint file not found: {args.checkpoint}')
+def check_options(args: argparse.Namespace) -> List[str]:
+    """The cheap checks of the options (no model), in order.
+
+    Returns:
+        list[str]: The targets, repeats dropped.
+
+    Raises:
+        ValueError | FileNotFoundError: The first problem, in one line.
+    """
     targets = list(dict.fromkeys(args.targets))  # drop repeats, keep order
     unknown = [t for t in targets if t not in DEFAULT_TARGETS]
     if unknown:
-        return _fail(f'unknown target(s) {", ".join(unknown)}; choose from '
-                     f'{" ".join(DEFAULT_TARGETS)}')
+        raise ValueError(f'unknown target(s) {", ".join(unknown)}; choose '
+                         f'from {" ".join(DEFAULT_TARGETS)}')
+    if not math.isfinite(args.score_thr) or args.score_thr < 0:
+        raise ValueError(f'--score-thr must be a number >= 0, got '
+                         f'{args.score_thr}')
     if not 0. <= args.alpha <= 1.:
-        return _fail(f'--alpha must be in [0, 1], got {args.alpha}')
+        raise ValueError(f'--alpha must be in [0, 1], got {args.alpha}')
+    parse_smooth(args.smooth)
+    if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
+        raise ValueError(f'--out-dir {args.out_dir} is not a directory')
+    from mmdet_odam.visualization import check_colormap
+    check_colormap(args.cmap)
+    return targets
 
-    import torch
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    # cheap checks first, before the heavy imports and long before the model
+    try:
+        config = find_config(args.config)
+        if not osp.isfile(args.checkpoint):
+            raise FileNotFoundError(
+                f'checkpoint file not found: {args.checkpoint}')
+        targets = check_options(args)
+        device = resolve_device(args.device)
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+
     from tqdm import tqdm
 
     import mmdet_odam  # noqa: F401  (registers modules)
     from mmdet_odam.apis import (build_explainer, explain,
                                  init_explained_detector)
     from mmdet_odam.apis.explain import build_test_pipeline
-    from mmdet_odam.apis.export import (collect_images, read_image,
+    from mmdet_odam.apis.export import (OutputConflictError,
+                                        check_explanation_outputs,
+                                        collect_images, read_image,
                                         save_explanation, unique_stems)
     from mmdet_odam.explainers import build_adapter
+
+    explainer_cfg = dict(type='ODAM', feature=args.feature,
+                         grad_mode=args.grad_mode,
+                         smooth=parse_smooth(args.smooth), method=args.method,
+                         cell_position=args.cell_position)
+    try:  # option values the explainer checks itself, still before the model
+        explainer = build_explainer(explainer_cfg)
+    except (ValueError, TypeError) as e:
+        return _fail(str(e))
 
     images, missing = collect_images(args.images)
     for path in missing:
@@ -129,31 +193,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not images:
         return _fail('no images found in ' + ' '.join(args.images) +
                      ' (.jpg/.jpeg/.png/.bmp files or folders of them)')
+    stems = unique_stems(images)
+    protected = images + [config, args.checkpoint]
+    try:  # the files every image writes: refuse before any heavy work
+        for stem in stems:
+            check_explanation_outputs(args.out_dir, stem, protected,
+                                      args.overwrite)
+    except OutputConflictError as e:
+        return _fail(f'{e}' + (f'; {OVERWRITE_HINT}' if e.overridable
+                               else ''))
 
-    device = args.device or ('cuda:0' if torch.cuda.is_available() else
-                             'cpu')
     try:
-        model = init_explained_detector(args.config, args.checkpoint, device,
+        model = init_explained_detector(config, args.checkpoint, device,
                                         args.cfg_options,
                                         trusted=args.trust_checkpoint)
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
-    except Exception as e:  # config syntax, unknown model type, bad device
+    except Exception as e:  # config syntax, unknown model type
         return _fail(f'cannot build the detector from {args.config}: '
                      f'{type(e).__name__}: {e}'.splitlines()[0])
-    explainer_cfg = dict(type='ODAM', feature=args.feature,
-                         grad_mode=args.grad_mode, smooth=_smooth(args.smooth),
-                         method=args.method, cell_position=args.cell_position)
-    try:
-        explainer = build_explainer(explainer_cfg)
+    try:  # the detector family and the feature it has
         build_adapter(model, explainer.feature, explainer.score_target)
     except (ValueError, TypeError) as e:
         return _fail(str(e))
 
     class_names = (model.dataset_meta or {}).get('classes')
-    stems = unique_stems(images)
     pipeline = None
-    done = num_dets = 0
+    done = num_dets = refused = 0
     warnings.filterwarnings('ignore', message='torch.meshgrid')
     for path, stem in zip(tqdm(images, desc='explain', unit='img'), stems):
         try:
@@ -170,9 +236,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ValueError as e:  # explainer options the model cannot serve
             return _fail(str(e))
         sample.set_metainfo(dict(img_path=path))
-        saved = save_explanation(sample, image, args.out_dir, stem,
-                                 class_names=class_names, alpha=args.alpha,
-                                 cmap=args.cmap)
+        try:
+            saved = save_explanation(sample, image, args.out_dir, stem,
+                                     class_names=class_names,
+                                     alpha=args.alpha, cmap=args.cmap,
+                                     protected=protected,
+                                     overwrite=args.overwrite)
+        except OutputConflictError as e:
+            tqdm.write(f'warning: {path}: outputs not written: {e}' +
+                       (f'; {OVERWRITE_HINT}' if e.overridable else ''),
+                       file=sys.stderr)
+            refused += 1
+            continue
+        for kept in saved['kept']:
+            tqdm.write(f'note: kept {kept} (an earlier output that changed '
+                       'since, or an input)', file=sys.stderr)
         if saved['num_detections'] == 0:
             tqdm.write(f'note: {path}: no detections with score >= '
                        f'{args.score_thr}; wrote empty {saved["npz"]}')
@@ -183,6 +261,9 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'{args.out_dir}' + (f' ({skipped} skipped)' if skipped else ''))
     if not done:
         return _fail('no image could be explained')
+    if refused:
+        return _fail(f'the outputs of {refused} image(s) were not written '
+                     '(existing files kept)')
     return 0
 
 

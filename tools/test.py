@@ -18,15 +18,19 @@ Example::
     python tools/test.py configs/fcos/fcos_tiny_synthetic-crowdhuman.py \
         checkpoints/fcos_tiny_synthetic-crowd.pth --data-root data/my_crowd
 """
-import argparse
 import os.path as osp
 import sys
 from copy import deepcopy
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_checkpoint_args, add_runner_args,  # noqa: E402
+from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
+                        add_checkpoint_args, add_runner_args,
                         apply_checkpoint_args, parse_runner_args,
-                        resolve_config)
+                        resolve_config, setup_distributed)
+
+# this checkout's mmdet_odam (also for the configs' custom_imports), as
+# explain.py and eval_explanations.py, whatever else is installed
+sys.path.insert(0, REPO_ROOT)
 
 
 def _rebase(path, old_root: str, new_root: str):
@@ -72,7 +76,7 @@ def override_data_root(cfg, new_root: str) -> None:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         description='MMDet test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -122,7 +126,6 @@ def main():
     setup_cache_size_limit_of_dynamo()
 
     cfg = Config.fromfile(config)
-    cfg.launcher = args.launcher
     if args.data_root is not None:
         override_data_root(cfg, args.data_root)
     if args.cfg_options is not None:
@@ -170,6 +173,7 @@ def main():
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
+    setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(

@@ -9,18 +9,22 @@ Example::
 
     python tools/train.py configs/fcos/fcos_tiny_synthetic-crowd.py
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
-from cli_common import (add_checkpoint_args, add_runner_args,  # noqa: E402
+from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
+                        add_checkpoint_args, add_runner_args,
                         apply_checkpoint_args, parse_runner_args,
-                        resolve_config)
+                        resolve_config, setup_distributed)
+
+# this checkout's mmdet_odam (also for the configs' custom_imports), as
+# explain.py and eval_explanations.py, whatever else is installed
+sys.path.insert(0, REPO_ROOT)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Train a detector')
+    parser = OneLineArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -61,7 +65,6 @@ def main():
     setup_cache_size_limit_of_dynamo()
 
     cfg = Config.fromfile(config)
-    cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
 
@@ -93,6 +96,7 @@ def main():
         cfg.load_from = args.resume
 
     apply_checkpoint_args(cfg, args, cfg.get('load_from', None))
+    setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
     try:
         runner.train()

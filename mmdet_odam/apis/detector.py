@@ -62,8 +62,10 @@ def init_explained_detector(config, checkpoint: str, device: str = 'cpu',
         raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
+        # a palette given: init_detector does not build the test dataset,
+        # which needs its annotation files (CrowdHuman's id_hw file)
         model = init_detector(config, None, device='cpu',
-                              cfg_options=cfg_options)
+                              cfg_options=cfg_options, palette='random')
     for w in caught:  # the weights and class names come right after
         if 'checkpoint is None' not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename,

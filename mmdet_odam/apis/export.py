@@ -7,10 +7,13 @@ Output of :func:`save_explanation` for an image ``stem``::
     out_dir/<stem>/det<idx:03d>_<target>.png  overlay per detection and map
     out_dir/<stem>/gallery.png                all detections, one tile each
     out_dir/<stem>.npz                        arrays (see save_explanation)
+    out_dir/<stem>/.mmdet-odam-manifest.json  the files above that it wrote
 
 PNGs are RGB. Heat maps are stored as float16 in the npz (maps are in [0, 1],
 where float16 keeps ~3 significant digits) and the file is compressed; 100
 detections x 6 maps of a 256 px image would otherwise take ~80 MB as float32.
+Files are written atomically and only over the tool's own earlier files (see
+:mod:`mmdet_odam.apis.output_files`).
 """
 import math
 import os
@@ -21,11 +24,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..visualization import make_gallery, overlay_heatmap, save_rgb_png
+from ..visualization import (check_colormap, encode_rgb_png, make_gallery,
+                             overlay_heatmap)
+from .output_files import OutputConflictError, OutputGroup
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 GALLERY_TILE_SIZE = 256  # longest side of a gallery tile, pixels
-_OUTPUT_PATTERN = re.compile(r'^(det\d{3,}_[A-Za-z0-9]+\.png|gallery\.png)$')
 
 
 # -- inputs ------------------------------------------------------------------
@@ -133,22 +137,50 @@ def _class_name(label: int, class_names: Optional[Sequence[str]]) -> str:
     return f'class {label}'
 
 
-def _clear_old_outputs(folder: str) -> None:
-    """Remove this module's own files of an earlier run (only those names),
-    so that no stale det*.png from a run with more detections is left."""
-    if not osp.isdir(folder):
-        return
-    for name in os.listdir(folder):
-        path = osp.join(folder, name)
-        if _OUTPUT_PATTERN.match(name) and osp.isfile(path) and \
-                not osp.islink(path):
-            os.remove(path)
+def _check_stem(stem: str) -> None:
+    if not stem or os.sep in stem or (os.altsep and os.altsep in stem) or \
+            stem in ('.', '..'):
+        raise ValueError(f'bad output stem {stem!r}')
+
+
+def explanation_outputs(out_dir: str, stem: str, protected: Sequence[str] = (),
+                        overwrite: bool = False) -> OutputGroup:
+    """The output group of one image: ``<stem>/det*.png``,
+    ``<stem>/gallery.png`` and ``<stem>.npz``, manifest in ``<stem>/``.
+
+    Args:
+        out_dir (str): Output directory.
+        stem (str): Name of the image's outputs (no path separators).
+        protected (Sequence[str]): Paths never written or removed (inputs).
+        overwrite (bool): Replace files there that the tool did not write.
+    """
+    _check_stem(stem)
+    own = re.compile(rf'^{re.escape(stem)}/(det\d{{3,}}_[A-Za-z0-9]+\.png|'
+                     rf'gallery\.png)$|^{re.escape(stem)}\.npz$')
+    return OutputGroup(out_dir, stem, lambda name: bool(own.match(name)),
+                       protected=protected, overwrite=overwrite)
+
+
+def check_explanation_outputs(out_dir: str, stem: str,
+                              protected: Sequence[str] = (),
+                              overwrite: bool = False) -> None:
+    """Before any heavy work: whether the files that every explanation of
+    ``stem`` writes (gallery and npz) can be written.
+
+    Raises:
+        OutputConflictError: If one would replace an input or a file the
+            tool did not write (see :mod:`mmdet_odam.apis.output_files`).
+    """
+    explanation_outputs(out_dir, stem, protected, overwrite).check(
+        [f'{stem}/gallery.png', f'{stem}.npz'])
 
 
 def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
                      class_names: Optional[Sequence[str]] = None,
                      gallery_target: str = 'combined',
-                     alpha: float = 0.7, cmap: str = 'jet') -> dict:
+                     alpha: float = 0.7, cmap: str = 'jet',
+                     protected: Sequence[str] = (),
+                     overwrite: bool = False) -> dict:
     """Write the overlays, gallery and arrays of one explained image.
 
     Args:
@@ -159,24 +191,40 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
         class_names (Sequence[str], optional): Label names for captions.
         gallery_target (str): Map shown in the gallery when present, else the
             first target.
-        alpha (float): Overlay opacity at heat 1.
+        alpha (float): Overlay opacity at heat 1, in [0, 1].
         cmap (str): matplotlib colormap.
+        protected (Sequence[str]): Paths never written or removed (the input
+            images).
+        overwrite (bool): Replace files at the output paths that the tool did
+            not write (never protected paths).
 
     Writes ``out_dir/<stem>/det<idx:03d>_<target>.png`` (idx: rank in the
     detector's output, 0 first), ``out_dir/<stem>/gallery.png`` ("no
     detections" caption when N = 0) and ``out_dir/<stem>.npz`` with
     ``bboxes`` (N, 4) float32 original-image pixels, ``scores`` (N,) float32,
     ``labels`` (N,) int64, ``heatmaps`` (N, T, H, W) float16 in [0, 1] and
-    ``targets`` (T,) str. Earlier ``det*.png``/``gallery.png`` of the same
-    stem are replaced; nothing outside ``out_dir`` is touched.
+    ``targets`` (T,) str, each atomically, and lists them in
+    ``out_dir/<stem>/.mmdet-odam-manifest.json``. Files of an earlier run of
+    the same stem that this run does not rewrite (``det*.png`` of more
+    detections) are removed if the manifest lists them unchanged; nothing
+    else is removed or replaced.
 
     Returns:
-        dict: ``npz``, ``gallery``, ``overlays`` (list of paths) and
-        ``num_detections``.
+        dict: ``npz``, ``gallery``, ``overlays`` (list of paths),
+        ``num_detections`` and ``kept`` (earlier outputs left in place
+        because they changed since or are inputs).
+
+    Raises:
+        OutputConflictError: Before writing anything, if an output path holds
+            an input or a file the tool did not write (and not
+            ``overwrite``).
+        ValueError: For maps that do not fit, a bad ``alpha``, ``cmap`` or
+            ``stem``.
     """
-    if not stem or os.sep in stem or (os.altsep and os.altsep in stem) or \
-            stem in ('.', '..'):
-        raise ValueError(f'bad output stem {stem!r}')
+    _check_stem(stem)
+    check_colormap(cmap)
+    if not 0. <= alpha <= 1.:
+        raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     targets = list(sample.metainfo.get('targets', ()))
     pred = sample.pred_instances
     bboxes = _numpy(pred.bboxes, np.float32).reshape(-1, 4)
@@ -190,22 +238,25 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
         raise ValueError(
             f'heatmaps shape {heatmaps.shape} does not fit N={len(bboxes)} '
             f'detections, targets {targets} and image {img_h}x{img_w}')
-    folder = osp.join(out_dir, stem)
-    os.makedirs(folder, exist_ok=True)
-    _clear_old_outputs(folder)
+    outputs = explanation_outputs(out_dir, stem, protected, overwrite)
+    overlay_names = [f'{stem}/det{i:03d}_{target}.png'
+                     for i in range(len(bboxes)) for target in targets]
+    gallery_name, npz_name = f'{stem}/gallery.png', f'{stem}.npz'
+    outputs.check(overlay_names + [gallery_name, npz_name])
 
     overlays, tiles, titles = [], [], []
     tile_index = targets.index(gallery_target) \
         if gallery_target in targets else 0
+    names = iter(overlay_names)
     for i in range(len(bboxes)):
         name = _class_name(int(labels[i]), class_names)
         text = f'{name} {scores[i]:.2f}'
-        for t, target in enumerate(targets):
+        for t in range(len(targets)):
             rgb = overlay_heatmap(image_bgr, heatmaps[i, t], alpha=alpha,
                                   box=bboxes[i], label_text=text, cmap=cmap)
-            path = osp.join(folder, f'det{i:03d}_{target}.png')
-            save_rgb_png(path, rgb)
-            overlays.append(path)
+            png = encode_rgb_png(rgb)
+            overlays.append(outputs.write(next(names),
+                                          lambda f, png=png: f.write(png)))
             if t == tile_index:
                 tiles.append(rgb)
                 titles.append(f'#{i} {name} {scores[i]:.2f}')
@@ -218,19 +269,16 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
         gallery = make_gallery([plain], titles=['no detections'],
                                tile_size=min(max(img_h, img_w),
                                              GALLERY_TILE_SIZE))
-    gallery_path = osp.join(folder, 'gallery.png')
-    save_rgb_png(gallery_path, gallery)
-
-    npz_path = osp.join(out_dir, f'{stem}.npz')
-    np.savez_compressed(
-        npz_path,
-        bboxes=bboxes,
-        scores=scores,
-        labels=labels,
-        heatmaps=np.clip(heatmaps, 0., 1.).astype(np.float16),
-        targets=np.array(targets, dtype=str))
+    png = encode_rgb_png(gallery)
+    gallery_path = outputs.write(gallery_name, lambda f: f.write(png))
+    arrays = dict(bboxes=bboxes, scores=scores, labels=labels,
+                  heatmaps=np.clip(heatmaps, 0., 1.).astype(np.float16),
+                  targets=np.array(targets, dtype=str))
+    npz_path = outputs.write(npz_name,
+                             lambda f: np.savez_compressed(f, **arrays))
+    kept = outputs.finish()
     return dict(npz=npz_path, gallery=gallery_path, overlays=overlays,
-                num_detections=len(bboxes))
+                num_detections=len(bboxes), kept=kept)
 
 
 def explanation_summary(sample, target: str = 'combined',
@@ -258,5 +306,7 @@ def explanation_summary(sample, target: str = 'combined',
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'collect_images', 'unique_stems', 'read_image',
-    'box_energy_fraction', 'save_explanation', 'explanation_summary'
+    'box_energy_fraction', 'explanation_outputs',
+    'check_explanation_outputs', 'save_explanation', 'explanation_summary',
+    'OutputConflictError'
 ]

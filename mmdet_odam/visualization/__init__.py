@@ -1,5 +1,6 @@
-from .heatmap_overlay import (colorize_heatmap, draw_box, make_gallery,
-                              overlay_heatmap, save_rgb_png)
+from .heatmap_overlay import (check_colormap, colorize_heatmap, draw_box,
+                              encode_rgb_png, make_gallery, overlay_heatmap,
+                              save_rgb_png)
 
-__all__ = ['colorize_heatmap', 'overlay_heatmap', 'make_gallery', 'draw_box',
-           'save_rgb_png']
+__all__ = ['check_colormap', 'colorize_heatmap', 'overlay_heatmap',
+           'make_gallery', 'draw_box', 'encode_rgb_png', 'save_rgb_png']

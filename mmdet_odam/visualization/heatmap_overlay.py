@@ -39,6 +39,16 @@ def _lut(cmap: str) -> np.ndarray:
     return _LUTS[cmap]
 
 
+def check_colormap(cmap: str) -> str:
+    """Return ``cmap`` if matplotlib has a colormap of that name.
+
+    Raises:
+        ValueError: Naming the unknown colormap.
+    """
+    _lut(cmap)
+    return cmap
+
+
 def _check_heatmap(heatmap: np.ndarray) -> np.ndarray:
     """float32 (H, W) copy clipped to [0, 1]; NaN/inf count as 0 / 1."""
     heatmap = np.asarray(heatmap)
@@ -268,6 +278,17 @@ def make_gallery(tiles: Sequence[np.ndarray],
             cv2.putText(canvas, str(titles[i]), (x + 1, y + th + text_h + 2),
                         _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
+
+
+def encode_rgb_png(rgb: np.ndarray) -> bytes:
+    """The PNG file bytes of an RGB (or grey) uint8 array."""
+    rgb = np.asarray(rgb)
+    bgr = rgb[..., ::-1] if rgb.ndim == 3 else rgb
+    ok, data = cv2.imencode('.png', np.ascontiguousarray(bgr))
+    if not ok:
+        raise ValueError(f'cannot encode a {rgb.shape} {rgb.dtype} array as '
+                         'PNG')
+    return data.tobytes()
 
 
 def save_rgb_png(path: Union[str, os.PathLike], rgb: np.ndarray) -> None:
