@@ -65,6 +65,9 @@ def parse_args(argv=None):
                    help='first N images of the test split (default: all)')
     p.add_argument('--drise-masks', type=int, default=5000,
                    help='D-RISE masks per image (paper: 5000)')
+    p.add_argument('--chunk-size', type=int, default=64,
+                   help='detections whose gradients are computed together '
+                   '(ODAM, Grad-CAM, Grad-CAM++, CAMERAS; bounds memory)')
     p.add_argument('--drise-batch', type=int, default=32,
                    help='masked images per D-RISE forward')
     p.add_argument('--cameras-scales', type=float, nargs='+',
@@ -92,10 +95,13 @@ def parse_args(argv=None):
 def method_config(name: str, args) -> dict:
     """The explainer config of a method name with the CLI's options."""
     cfg = copy.deepcopy(METHODS[name])
+    if name in ('odam', 'gradcam', 'gradcampp'):
+        cfg.update(chunk_size=args.chunk_size)
+    if name == 'cameras':
+        cfg.update(base=dict(cfg['base'], chunk_size=args.chunk_size),
+                   scales=tuple(args.cameras_scales))
     if name == 'drise':
         cfg.update(num_masks=args.drise_masks, batch_size=args.drise_batch)
-    if name == 'cameras':
-        cfg.update(scales=tuple(args.cameras_scales))
     return cfg
 
 

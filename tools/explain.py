@@ -15,8 +15,12 @@ each image ``stem`` it writes, under ``--out-dir``:
 * ``<stem>/gallery.png``: one tile per detection ('combined' map if explained,
   else the first target), or the image captioned "no detections";
 * ``<stem>.npz``: ``bboxes`` (N, 4) float32, ``scores`` (N,), ``labels``
-  (N,), ``heatmaps`` (N, T, H, W) float16 in [0, 1] on the original image
-  grid, ``targets`` (T,) str;
+  (N,), ``targets`` (T,) str and the maps, in [0, 1] on the original image
+  grid, each cropped to its non-zero box (``heatmap_shape``,
+  ``heatmap_boxes`` (N, T, 4), ``heatmap_values`` float16; read them with
+  ``mmdet_odam.apis.export.load_heatmaps_npz`` or the recipe in that
+  module's docstring); ``--dense-npz`` also stores ``heatmaps`` (N, T, H, W)
+  float16;
 * ``<stem>/.mmdet-odam-manifest.json``: the files above that it wrote.
 
 Files are never half-written (each goes to a temporary file, then is renamed)
@@ -91,6 +95,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--alpha', type=float, default=0.7,
                    help='overlay opacity at the hottest pixels, in [0, 1]')
     p.add_argument('--cmap', default='jet', help='matplotlib colormap')
+    p.add_argument('--chunk-size', type=int, default=64,
+                   help='detections whose gradients are computed together '
+                   '(bounds memory; default 64)')
+    p.add_argument('--dense-npz', action='store_true',
+                   help='also store the maps as a dense (N, T, H, W) float16 '
+                   'array in the npz (grows with the image size)')
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing output files that this tool did '
                    'not write (never input images)')
@@ -181,7 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     explainer_cfg = dict(type='ODAM', feature=args.feature,
                          grad_mode=args.grad_mode,
                          smooth=parse_smooth(args.smooth), method=args.method,
-                         cell_position=args.cell_position)
+                         cell_position=args.cell_position,
+                         chunk_size=args.chunk_size)
     try:  # option values the explainer checks itself, still before the model
         explainer = build_explainer(explainer_cfg)
     except (ValueError, TypeError) as e:
@@ -241,7 +252,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      class_names=class_names,
                                      alpha=args.alpha, cmap=args.cmap,
                                      protected=protected,
-                                     overwrite=args.overwrite)
+                                     overwrite=args.overwrite,
+                                     dense=args.dense_npz)
         except OutputConflictError as e:
             tqdm.write(f'warning: {path}: outputs not written: {e}' +
                        (f'; {OVERWRITE_HINT}' if e.overridable else ''),

@@ -9,11 +9,25 @@ Output of :func:`save_explanation` for an image ``stem``::
     out_dir/<stem>.npz                        arrays (see save_explanation)
     out_dir/<stem>/.mmdet-odam-manifest.json  the files above that it wrote
 
-PNGs are RGB. Heat maps are stored as float16 in the npz (maps are in [0, 1],
-where float16 keeps ~3 significant digits) and the file is compressed; 100
-detections x 6 maps of a 256 px image would otherwise take ~80 MB as float32.
-Files are written atomically and only over the tool's own earlier files (see
-:mod:`mmdet_odam.apis.output_files`).
+PNGs are RGB. Files are written atomically and only over the tool's own
+earlier files (see :mod:`mmdet_odam.apis.output_files`).
+
+The npz holds ``bboxes`` (N, 4) float32 original-image pixels, ``scores``
+(N, ), ``labels`` (N, ), ``targets`` (T, ) str, and the maps in a compact
+form that plain numpy reads (:func:`load_heatmaps_npz` does it): each map,
+in [0, 1] on the original image, is cropped to the bounding box of its
+non-zero pixels:
+
+* ``heatmap_shape`` (2, ) int64: (H, W) of the original image;
+* ``heatmap_boxes`` (N, T, 4) int64: (y0, x0, y1, x1) of each crop
+  ((0, 0, 0, 0) for an all-zero map);
+* ``heatmap_values`` (sum of crop sizes, ) float16: the crops, row-major,
+  one after another in (detection, target) order.
+
+So memory and file size follow the maps' support, not the photo's size.
+With ``dense=True`` (``tools/explain.py --dense-npz``) the npz also holds
+``heatmaps`` (N, T, H, W) float16. float16 keeps ~3 significant digits of
+values in [0, 1].
 """
 import math
 import os
@@ -124,11 +138,65 @@ def box_energy_fraction(heatmap: np.ndarray, box: Sequence[float]) -> float:
 
 
 def _numpy(value, dtype) -> np.ndarray:
-    if hasattr(value, 'to_ndarray'):  # HeatMaps (and mmdet masks)
-        return value.to_ndarray().astype(dtype, copy=False)
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return np.asarray(value).astype(dtype, copy=False)
+
+
+def _detection_maps(heatmaps, index: int) -> np.ndarray:
+    """(T, H, W) float32 maps of one detection, rendering only it."""
+    if hasattr(heatmaps, 'render'):  # HeatMaps
+        return heatmaps.render([index])[0].cpu().numpy()
+    return _numpy(heatmaps[index], np.float32)
+
+
+def compact_heatmap_arrays(heatmaps, num_dets: int, num_targets: int,
+                           shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
+    """The ``heatmap_*`` arrays of the npz (module docstring), one
+    detection rendered at a time."""
+    boxes, values = [], []
+    for i in range(num_dets):
+        det_boxes = []
+        for heat in _detection_maps(heatmaps, i):
+            rows = np.flatnonzero(heat.any(axis=1))
+            cols = np.flatnonzero(heat.any(axis=0))
+            if not len(rows):
+                det_boxes.append((0, 0, 0, 0))
+                continue
+            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            det_boxes.append((y0, x0, y1, x1))
+            values.append(np.clip(heat[y0:y1, x0:x1], 0., 1.).astype(
+                np.float16).ravel())
+        boxes.append(det_boxes)
+    return dict(
+        heatmap_shape=np.array(shape, dtype=np.int64),
+        heatmap_boxes=np.array(boxes, dtype=np.int64).reshape(
+            num_dets, num_targets, 4),
+        heatmap_values=np.concatenate(values) if values else np.zeros(
+            0, np.float16))
+
+
+def load_heatmaps_npz(data) -> np.ndarray:
+    """Dense (N, T, H, W) float32 maps from an npz of
+    :func:`save_explanation` (a path or a loaded ``np.load`` object); numpy
+    only."""
+    if not hasattr(data, 'files'):
+        with np.load(data) as loaded:
+            return load_heatmaps_npz(loaded)
+    if 'heatmap_boxes' not in data.files:  # a dense npz of older versions
+        return data['heatmaps'].astype(np.float32)
+    boxes, values = data['heatmap_boxes'], data['heatmap_values']
+    n, t = boxes.shape[:2]
+    out = np.zeros((n, t) + tuple(data['heatmap_shape']), np.float32)
+    offset = 0
+    for i in range(n):
+        for k in range(t):
+            y0, x0, y1, x1 = boxes[i, k]
+            size = (y1 - y0) * (x1 - x0)
+            out[i, k, y0:y1, x0:x1] = values[offset:offset + size].reshape(
+                y1 - y0, x1 - x0)
+            offset += size
+    return out
 
 
 def _class_name(label: int, class_names: Optional[Sequence[str]]) -> str:
@@ -180,7 +248,7 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
                      gallery_target: str = 'combined',
                      alpha: float = 0.7, cmap: str = 'jet',
                      protected: Sequence[str] = (),
-                     overwrite: bool = False) -> dict:
+                     overwrite: bool = False, dense: bool = False) -> dict:
     """Write the overlays, gallery and arrays of one explained image.
 
     Args:
@@ -197,13 +265,14 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
             images).
         overwrite (bool): Replace files at the output paths that the tool did
             not write (never protected paths).
+        dense (bool): Also store ``heatmaps`` (N, T, H, W) float16 in the
+            npz.
 
-    Writes ``out_dir/<stem>/det<idx:03d>_<target>.png`` (idx: rank in the
+    Maps are rendered one detection at a time (a ``HeatMaps`` is never
+    materialised whole). Writes ``out_dir/<stem>/det<idx:03d>_<target>.png`` (idx: rank in the
     detector's output, 0 first), ``out_dir/<stem>/gallery.png`` ("no
     detections" caption when N = 0) and ``out_dir/<stem>.npz`` with
-    ``bboxes`` (N, 4) float32 original-image pixels, ``scores`` (N,) float32,
-    ``labels`` (N,) int64, ``heatmaps`` (N, T, H, W) float16 in [0, 1] and
-    ``targets`` (T,) str, each atomically, and lists them in
+    the arrays of the module docstring, each atomically, and lists them in
     ``out_dir/<stem>/.mmdet-odam-manifest.json``. Files of an earlier run of
     the same stem that this run does not rewrite (``det*.png`` of more
     detections) are removed if the manifest lists them unchanged; nothing
@@ -230,13 +299,13 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     bboxes = _numpy(pred.bboxes, np.float32).reshape(-1, 4)
     scores = _numpy(pred.scores, np.float32).reshape(-1)
     labels = _numpy(pred.labels, np.int64).reshape(-1)
-    heatmaps = _numpy(pred.heatmaps, np.float32)
+    heatmaps = pred.heatmaps
+    shape = tuple(heatmaps.shape)
     img_h, img_w = image_bgr.shape[:2]
-    if heatmaps.ndim != 4 or heatmaps.shape[1] != len(targets) or \
-            heatmaps.shape[2:] != (img_h, img_w) or \
-            heatmaps.shape[0] != len(bboxes):
+    if len(shape) != 4 or shape[1] != len(targets) or \
+            shape[2:] != (img_h, img_w) or shape[0] != len(bboxes):
         raise ValueError(
-            f'heatmaps shape {heatmaps.shape} does not fit N={len(bboxes)} '
+            f'heatmaps shape {shape} does not fit N={len(bboxes)} '
             f'detections, targets {targets} and image {img_h}x{img_w}')
     outputs = explanation_outputs(out_dir, stem, protected, overwrite)
     overlay_names = [f'{stem}/det{i:03d}_{target}.png'
@@ -251,8 +320,9 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     for i in range(len(bboxes)):
         name = _class_name(int(labels[i]), class_names)
         text = f'{name} {scores[i]:.2f}'
+        det_maps = _detection_maps(heatmaps, i)
         for t in range(len(targets)):
-            rgb = overlay_heatmap(image_bgr, heatmaps[i, t], alpha=alpha,
+            rgb = overlay_heatmap(image_bgr, det_maps[t], alpha=alpha,
                                   box=bboxes[i], label_text=text, cmap=cmap)
             png = encode_rgb_png(rgb)
             overlays.append(outputs.write(next(names),
@@ -272,8 +342,15 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     png = encode_rgb_png(gallery)
     gallery_path = outputs.write(gallery_name, lambda f: f.write(png))
     arrays = dict(bboxes=bboxes, scores=scores, labels=labels,
-                  heatmaps=np.clip(heatmaps, 0., 1.).astype(np.float16),
-                  targets=np.array(targets, dtype=str))
+                  targets=np.array(targets, dtype=str),
+                  **compact_heatmap_arrays(heatmaps, len(bboxes),
+                                           len(targets), (img_h, img_w)))
+    if dense:
+        arrays['heatmaps'] = np.stack(
+            [np.clip(_detection_maps(heatmaps, i), 0., 1.)
+             for i in range(len(bboxes))]).astype(np.float16) if len(
+                 bboxes) else np.zeros((0, len(targets), img_h, img_w),
+                                       np.float16)
     npz_path = outputs.write(npz_name,
                              lambda f: np.savez_compressed(f, **arrays))
     kept = outputs.finish()
@@ -292,21 +369,22 @@ def explanation_summary(sample, target: str = 'combined',
         raise ValueError(f'target {target!r} not among the explained maps '
                          f'{targets}')
     pred = sample.pred_instances
-    maps = _numpy(pred.heatmaps[:, targets.index(target)], np.float32)
+    slot = targets.index(target)
     bboxes = _numpy(pred.bboxes, np.float32).reshape(-1, 4)
     rows = []
     for i in range(len(bboxes)):
         label = int(pred.labels[i])
+        heat = _detection_maps(pred.heatmaps, i)[slot]
         rows.append(dict(index=i, label=_class_name(label, class_names),
                          score=float(pred.scores[i]),
-                         energy_in_box=box_energy_fraction(maps[i],
-                                                           bboxes[i])))
+                         energy_in_box=box_energy_fraction(heat, bboxes[i])))
     return rows
 
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'collect_images', 'unique_stems', 'read_image',
-    'box_energy_fraction', 'explanation_outputs',
+    'box_energy_fraction', 'explanation_outputs', 'compact_heatmap_arrays',
+    'load_heatmaps_npz',
     'check_explanation_outputs', 'save_explanation', 'explanation_summary',
     'OutputConflictError'
 ]

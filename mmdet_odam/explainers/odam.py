@@ -159,7 +159,11 @@ class ODAM:
         self.level_fusion = level_fusion
         self.method = method
         self.score_target = score_target
-        self.chunk_size = max(1, int(chunk_size))
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) \
+                or chunk_size < 1:
+            raise ValueError(f'chunk_size must be an integer >= 1, got '
+                             f'{chunk_size!r}')
+        self.chunk_size = chunk_size
         self.cell_position = check_cell_position(cell_position)
 
     # ---------------------------------------------------------------------
