@@ -36,7 +36,7 @@ from mmengine.config import Config  # noqa: E402
 
 from mmdet_odam.apis import explain  # noqa: E402
 from mmdet_odam.explainers import ODAM  # noqa: E402
-from mmdet_odam.explainers import odam as odam_module  # noqa: E402
+from mmdet_odam.structures import HeatMaps  # noqa: E402
 from mmdet_odam.explainers.adapters.dense import \
     DenseHeadAdapter  # noqa: E402
 
@@ -116,9 +116,8 @@ def tiny_fcos_breakdown(args) -> None:
     timed_attr(DenseHeadAdapter, 'forward', 'forward (detections, tower)')
     timed_attr(DenseHeadAdapter, 'fast_gradients',
                'gradients (patch backward)')
-    timed_attr(ODAM, '_level_maps', 'maps (smoothing, grad x act, upsampling)')
-    timed_attr(odam_module, 'paste_into', 'pasting windows')
-    timed_attr(ODAM, '_pack', 'normalisation')
+    timed_attr(ODAM, '_level_windows', 'maps (smoothing, grad x act)')
+    timed_attr(HeatMaps, '_compute_peaks', 'normalisation (map peaks)')
     timed_attr(ODAM, '_image_maps', 'image maps')
     try:
         def run():
@@ -131,27 +130,26 @@ def tiny_fcos_breakdown(args) -> None:
     finally:
         for owner, name, func in originals:
             setattr(owner, name, func)
-    shape = tuple(out.pred_instances.heatmaps.shape)
-    t_alloc = timed(lambda: torch.zeros(shape), args.repeats)
+    heatmaps = out.pred_instances.heatmaps
+    shape = tuple(heatmaps.shape)
+    t_render = timed(heatmaps.to_tensor, args.repeats)
     t_inf = timed(lambda: inference_detector(model, img), args.repeats)
-    steps = ('gradients (patch backward)',
-             'maps (smoothing, grad x act, upsampling)', 'pasting windows')
+    steps = ('gradients (patch backward)', 'maps (smoothing, grad x act)',
+             'normalisation (map peaks)')
     rows = [(k, total.get(k, 0.0)) for k in
             ('forward (detections, tower)', ) + steps]
-    rows.append(('output allocation and the rest of the image maps',
+    rows.append(('the rest of the image maps (bookkeeping)',
                  total['image maps'] - sum(total.get(k, 0.0)
                                            for k in steps)))
-    rows.append(('normalisation', total.get('normalisation', 0.0)))
     print(f'\n## tiny FCOS: where {shape[0]} detections x 5 targets go '
-          f'(explain {t_explain:.4f} s, inference {t_inf:.4f} s; output '
-          f'{shape}, {4 * math.prod(shape) / 2 ** 20:.0f} MiB)')
+          f'(explain {t_explain:.4f} s, inference {t_inf:.4f} s; maps kept '
+          f'as windows: {heatmaps.nbytes / 2 ** 20:.2f} MiB, '
+          f'{4 * math.prod(shape) / 2 ** 20:.0f} MiB rendered)')
     print('| phase | s | x inference |\n|---|---|---|')
     for key, value in rows:
         print(f'| {key} | {value:.4f} | {value / t_inf:.2f} |')
-    floor = total['forward (detections, tower)'] + t_alloc
-    print(f'A fresh zero tensor of the output shape alone: {t_alloc:.4f} s. '
-          f'Floor without any gradient or map work (forward + that '
-          f'allocation): {floor:.4f} s = {floor / t_inf:.2f}x inference')
+    print(f'Rendering all maps to the image on demand (to_tensor): '
+          f'{t_render:.4f} s = {t_render / t_inf:.2f}x inference')
 
 
 def tiny_fcos_fidelity(args) -> None:
@@ -170,7 +168,7 @@ def tiny_fcos_fidelity(args) -> None:
         ref = explain(model, img, explainer=exact, targets=BOX_TARGETS,
                       score_thr=args.score_thr)
         count += len(out.pred_instances)
-        maps, ref_maps = (o.pred_instances.heatmaps.flatten(0, 1)
+        maps, ref_maps = (o.pred_instances.heatmaps.to_tensor().flatten(0, 1)
                           for o in (out, ref))
         # maps that are all zero in the exact path carry no signal
         alive = ref_maps.flatten(1).amax(1) > 0

@@ -88,3 +88,31 @@ def test_inference_unchanged_while_another_thread_explains(family, method):
         assert torch.allclose(sample.pred_instances.heatmaps.to_tensor(),
                               alone_maps.pred_instances.heatmaps.to_tensor(),
                               atol=1e-6)
+
+
+def test_private_copies_change_nothing_shared():
+    """A weight-sharing copy shares tensors but not modules; a method copy
+    with replaced globals leaves the class and its module as they were."""
+    from mmdet.models.dense_heads import base_dense_head
+    from mmdet.models.utils import filter_scores_and_topk
+
+    from mmdet_odam.utils.isolation import (bound_with_globals,
+                                            shared_weights_copy)
+    model = _model('fcos')
+    head = model.bbox_head
+    copy = shared_weights_copy(head)
+    assert copy is not head and copy.conv_cls is not head.conv_cls
+    assert copy.conv_cls.weight is head.conv_cls.weight
+    copy.conv_cls.padding = (0, 0)
+    assert head.conv_cls.padding == (1, 1)
+    calls = []
+    bound = bound_with_globals(
+        copy, '_predict_by_feat_single',
+        filter_scores_and_topk=lambda *a, **k: calls.append(1) or
+        filter_scores_and_topk(*a, **k))
+    assert bound.__self__ is copy
+    assert base_dense_head.filter_scores_and_topk is filter_scores_and_topk
+    assert type(head)._predict_by_feat_single.__globals__[
+        'filter_scores_and_topk'] is filter_scores_and_topk
+    with pytest.raises(TypeError, match='overrides _predict_by_feat_single'):
+        bound_with_globals(copy, '_predict_by_feat_single', no_such_name=1)

@@ -47,3 +47,21 @@ def with_globals(func: Callable, **replacements: Any) -> Callable:
     clone.__dict__.update(func.__dict__)
     clone.__qualname__ = func.__qualname__
     return clone
+
+
+def bound_with_globals(obj: Any, name: str, **replacements: Any) -> Callable:
+    """``obj``'s class method ``name``, bound to ``obj``, with the global
+    names in ``replacements`` resolving to the given objects
+    (:func:`with_globals`); set it as an attribute of a private ``obj``.
+
+    Raises:
+        TypeError: If that method does not use the names (the class
+            overrides it with code that works differently).
+    """
+    cls = type(obj)
+    try:
+        method = with_globals(getattr(cls, name), **replacements)
+    except ValueError:
+        raise TypeError(f'{cls.__name__} overrides {name}; candidate '
+                        'tracking is not supported for it') from None
+    return types.MethodType(method, obj)

@@ -16,14 +16,14 @@ image so that border boxes keep a gradient).
 """
 import inspect
 from contextlib import contextmanager
-from types import MethodType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
-from ...utils.isolation import shared_weights_copy, with_globals
+from ...utils.isolation import bound_with_globals, shared_weights_copy
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -67,14 +67,9 @@ def track_dense_candidates(head):
         kept.clear()
         return cls._bbox_post_process(head, results, *args, **kwargs)
 
-    try:
-        single = with_globals(cls._predict_by_feat_single,
-                              filter_scores_and_topk=recording_filter)
-    except ValueError:
-        raise TypeError(
-            f'{cls.__name__} overrides _predict_by_feat_single; candidate '
-            'tracking is not supported for it') from None
-    head._predict_by_feat_single = MethodType(single, head)
+    head._predict_by_feat_single = bound_with_globals(
+        head, '_predict_by_feat_single',
+        filter_scores_and_topk=recording_filter)
     head._bbox_post_process = tagging_post_process
     try:
         yield

@@ -14,7 +14,6 @@ RoI features themselves: one batched backward, maps pasted into the RoI box as
 App. A.5.3).
 """
 from contextlib import contextmanager
-from types import MethodType
 from typing import List, Sequence
 
 import torch
@@ -22,7 +21,7 @@ from mmdet.models.layers import multiclass_nms
 from mmdet.structures.bbox import bbox2roi
 from torch import Tensor
 
-from ...utils.isolation import shared_weights_copy, with_globals
+from ...utils.isolation import bound_with_globals, shared_weights_copy
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -37,22 +36,14 @@ def track_rcnn_candidates(bbox_head, records: List[Tensor]):
     is a copy of its class's method whose ``multiclass_nms`` also returns the
     kept indices; MMDetection's module is not touched.
     """
-    cls = type(bbox_head)
-
     def recording_nms(*args, **kwargs):
         kwargs['return_inds'] = True
         dets, labels, inds = multiclass_nms(*args, **kwargs)
         records.append(inds)
         return dets, labels
 
-    try:
-        single = with_globals(cls._predict_by_feat_single,
-                              multiclass_nms=recording_nms)
-    except ValueError:
-        raise TypeError(
-            f'{cls.__name__} overrides _predict_by_feat_single; candidate '
-            'tracking is not supported for it') from None
-    bbox_head._predict_by_feat_single = MethodType(single, bbox_head)
+    bbox_head._predict_by_feat_single = bound_with_globals(
+        bbox_head, '_predict_by_feat_single', multiclass_nms=recording_nms)
     try:
         yield
     finally:
