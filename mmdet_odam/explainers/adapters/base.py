@@ -189,7 +189,10 @@ class DetectorAdapter:
         """One autograd call per (detection, attribute): the reference path.
 
         Each call differentiates a single scalar w.r.t. the leaves, so nothing
-        accumulates across detections in ``.grad``.
+        accumulates across detections in ``.grad``. Memory: one image's
+        gradient (C, H, W) per reached level and pair of the call (twice that
+        while they are stacked), so callers bound it by the number of
+        detections they pass (``ODAM.chunk_size``).
         """
         scalars = self.candidate_scalars(state, img_idx)
         num_attrs = len(ATTRIBUTES)
@@ -202,8 +205,12 @@ class DetectorAdapter:
                 for level, grad in enumerate(grads):
                     if grad is None or not bool(grad[img_idx].any()):
                         continue
+                    grad = grad[img_idx]
+                    if state.activations[level].shape[0] > 1:
+                        # a view would keep the whole batch's gradient alive
+                        grad = grad.clone()
                     per_level.setdefault(level, ([], []))
-                    per_level[level][0].append(grad[img_idx])
+                    per_level[level][0].append(grad)
                     per_level[level][1].append(det * num_attrs + attr)
         out = []
         for level, (grads, pairs) in sorted(per_level.items()):
