@@ -83,7 +83,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="gradient computation: 'auto', 'fast' or 'exact'")
     p.add_argument('--feature', default='neck',
                    help="explained feature map: 'neck', 'backbone' or a "
-                   "family-specific one such as 'roi'")
+                   "family-specific one such as 'roi' or DETR's 'encoder'")
     p.add_argument('--grad-mode', default='pos_relu',
                    help="'pos_relu', 'neg_relu', 'pos' or 'abs'")
     p.add_argument('--smooth', default='adaptive',

@@ -106,7 +106,8 @@ class ODAM:
     Args:
         feature (str): Explained feature map: ``'neck'`` (FPN outputs; default),
             ``'backbone'`` (all backbone stages, combined by ``level_fusion``),
-            ``'roi'`` (RoI features, two-stage detectors).
+            ``'roi'`` (RoI features, two-stage detectors), ``'encoder'``
+            (DETR's transformer encoder output, on the neck's grid).
         grad_mode (str): ``'pos_relu'`` (default), ``'neg_relu'``, ``'pos'``,
             ``'abs'`` (App. A.5.6; see ``heatmap.weighted_activation_map``).
         smooth (str | float): Phi: ``'adaptive'`` Gaussian sized to the object

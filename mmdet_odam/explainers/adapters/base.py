@@ -189,27 +189,44 @@ class DetectorAdapter:
         """One autograd call per (detection, attribute): the reference path.
 
         Each call differentiates a single scalar w.r.t. the leaves, so nothing
-        accumulates across detections in ``.grad``.
+        accumulates across detections in ``.grad``. Memory: one image's
+        gradient (C, H, W) per reached level and pair of the call, so callers
+        bound it by the number of detections they pass (``ODAM.chunk_size``).
+        With several levels the per-pair gradients are stacked at the end
+        (briefly twice that); with a single leaf map (DETR), which every pair
+        reaches, they are written into one (P, C, H, W) buffer instead.
         """
         scalars = self.candidate_scalars(state, img_idx)
         num_attrs = len(ATTRIBUTES)
-        per_level: dict = {}
-        for det in det_ids:
-            for attr in attr_ids:
-                grads = torch.autograd.grad(
-                    scalars[det, attr], state.activations, retain_graph=True,
-                    allow_unused=True)
-                for level, grad in enumerate(grads):
-                    if grad is None or not bool(grad[img_idx].any()):
-                        continue
-                    per_level.setdefault(level, ([], []))
-                    per_level[level][0].append(grad[img_idx])
-                    per_level[level][1].append(det * num_attrs + attr)
+        pairs = [(det, attr) for det in det_ids for attr in attr_ids]
+        in_place = len(state.activations) == 1
+        per_level: dict = {}  # level -> (buffer or list of grads, pair ids)
+        for det, attr in pairs:
+            grads = torch.autograd.grad(
+                scalars[det, attr], state.activations, retain_graph=True,
+                allow_unused=True)
+            for level, grad in enumerate(grads):
+                if grad is None or not bool(grad[img_idx].any()):
+                    continue
+                grad = grad[img_idx]
+                if level not in per_level:
+                    per_level[level] = (grad.new_empty(
+                        (len(pairs), *grad.shape)) if in_place else [], [])
+                store, ids = per_level[level]
+                if in_place:  # rows in order of the pairs that reach it
+                    store[len(ids)] = grad
+                elif state.activations[level].shape[0] > 1:
+                    # a view would keep the whole batch's gradient alive
+                    store.append(grad.clone())
+                else:
+                    store.append(grad)
+                ids.append(det * num_attrs + attr)
+            del grads
         out = []
-        for level, (grads, pairs) in sorted(per_level.items()):
-            stacked = torch.stack(grads)
+        for level, (store, ids) in sorted(per_level.items()):
+            stacked = store[:len(ids)] if in_place else torch.stack(store)
             out.append(LevelGradients(
                 level=level, grads=stacked,
-                offsets=stacked.new_zeros((len(pairs), 2), dtype=torch.long),
-                pair_index=torch.tensor(pairs, device=stacked.device)))
+                offsets=stacked.new_zeros((len(ids), 2), dtype=torch.long),
+                pair_index=torch.tensor(ids, device=stacked.device)))
         return out
