@@ -477,3 +477,29 @@ def test_unsupported_family_is_one_line_naming_the_supported(config, named,
         assert family in message
     for family in CONFIGS:  # the supported ones still resolve
         build_adapter(models[family], 'neck')
+
+
+def test_exact_gradients_are_windows_of_their_support(models, image):
+    """The exact path keeps each pair's gradient as the window of its
+    non-zero cells (not a full map), and the window pasted back is the full
+    autograd gradient."""
+    from mmdet_odam.explainers.odam import paste_windows_nchw
+    model = models['retinanet']
+    inputs, samples = preprocess(model, image)
+    adapter = build_adapter(model, 'neck')
+    with torch.enable_grad():
+        state = adapter.forward(inputs, samples)
+        scalars = adapter.candidate_scalars(state, 0)
+        pieces = adapter.exact_gradients(state, 0, [0, 1, 2], [0, 3])
+    assert pieces
+    for piece in pieces:
+        feat = state.activations[piece.level]
+        assert piece.grads.shape[-2:] != feat.shape[-2:] or \
+            bool(piece.offsets.any())
+        full = paste_windows_nchw(piece.grads, piece.offsets,
+                                  feat.shape[-2:])
+        for row, pair in enumerate(piece.pair_index.tolist()):
+            det, attr = divmod(pair, 5)
+            expected, = torch.autograd.grad(scalars[det, attr], [feat],
+                                            retain_graph=True)
+            torch.testing.assert_close(full[row], expected[0])

@@ -189,18 +189,19 @@ class DetectorAdapter:
         """One autograd call per (detection, attribute): the reference path.
 
         Each call differentiates a single scalar w.r.t. the leaves, so nothing
-        accumulates across detections in ``.grad``. Memory: one image's
-        gradient (C, H, W) per reached level and pair of the call, so callers
-        bound it by the number of detections they pass (``ODAM.chunk_size``).
-        With several levels the per-pair gradients are stacked at the end
-        (briefly twice that); with a single leaf map (DETR), which every pair
-        reaches, they are written into one (P, C, H, W) buffer instead.
+        accumulates across detections in ``.grad``. Memory is bounded by the
+        number of detections callers pass (``ODAM.chunk_size``): on several
+        levels (dense heads, R-CNN) each pair's gradient is cut to the
+        bounding box of its non-zero cells right away (a receptive field, an
+        RoI's footprint), so a chunk keeps windows, not full maps; with a
+        single leaf map (DETR), which every pair reaches as a whole, the
+        gradients are written into one (P, C, H, W) buffer.
         """
         scalars = self.candidate_scalars(state, img_idx)
         num_attrs = len(ATTRIBUTES)
         pairs = [(det, attr) for det in det_ids for attr in attr_ids]
         in_place = len(state.activations) == 1
-        per_level: dict = {}  # level -> (buffer or list of grads, pair ids)
+        per_level: dict = {}  # level -> (buffer or crops, offsets, pair ids)
         for det, attr in pairs:
             grads = torch.autograd.grad(
                 scalars[det, attr], state.activations, retain_graph=True,
@@ -211,22 +212,38 @@ class DetectorAdapter:
                 grad = grad[img_idx]
                 if level not in per_level:
                     per_level[level] = (grad.new_empty(
-                        (len(pairs), *grad.shape)) if in_place else [], [])
-                store, ids = per_level[level]
+                        (len(pairs), *grad.shape)) if in_place else [], [],
+                        [])
+                store, offsets, ids = per_level[level]
                 if in_place:  # rows in order of the pairs that reach it
                     store[len(ids)] = grad
-                elif state.activations[level].shape[0] > 1:
-                    # a view would keep the whole batch's gradient alive
-                    store.append(grad.clone())
-                else:
-                    store.append(grad)
+                    offsets.append((0, 0))
+                else:  # a copy of the support: frees the full gradient
+                    support = grad.ne(0).any(dim=0)
+                    rows = support.any(dim=1).nonzero()[:, 0]
+                    cols = support.any(dim=0).nonzero()[:, 0]
+                    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+                    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+                    store.append(grad[:, y0:y1, x0:x1].clone())
+                    offsets.append((y0, x0))
                 ids.append(det * num_attrs + attr)
             del grads
         out = []
-        for level, (store, ids) in sorted(per_level.items()):
-            stacked = store[:len(ids)] if in_place else torch.stack(store)
+        for level, (store, offsets, ids) in sorted(per_level.items()):
+            if in_place:
+                stacked = store[:len(ids)]
+            else:  # one window size per level: pad each crop below/right
+                height = max(g.shape[-2] for g in store)
+                width = max(g.shape[-1] for g in store)
+                stacked = store[0].new_zeros(
+                    (len(store), store[0].shape[0], height, width))
+                for k in range(len(store)):
+                    crop = store[k]
+                    stacked[k, :, :crop.shape[-2], :crop.shape[-1]] = crop
+                    store[k] = None  # free as the windows fill
             out.append(LevelGradients(
                 level=level, grads=stacked,
-                offsets=stacked.new_zeros((len(ids), 2), dtype=torch.long),
+                offsets=torch.tensor(offsets, dtype=torch.long,
+                                     device=stacked.device).reshape(-1, 2),
                 pair_index=torch.tensor(ids, device=stacked.device)))
         return out
