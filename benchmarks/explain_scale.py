@@ -60,9 +60,12 @@ def run_case(family: str, size: str, num_dets: int, repeats: int,
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     h, w = (int(v) for v in size.split('x'))
     img = np.random.default_rng(0).integers(0, 255, (h, w, 3), np.uint8)
-    if family == 'tiny':
-        model = init_explained_detector(osp.join(ROOT, TINY[0]),
-                                        osp.join(ROOT, TINY[1]))
+    if family == 'tiny':  # trained weights, on the demo image
+        model = init_explained_detector(
+            osp.join(ROOT, TINY[0]), osp.join(ROOT, TINY[1]),
+            cfg_options={'model.test_cfg.max_per_img': num_dets})
+        import mmcv
+        img = mmcv.imread(osp.join(ROOT, 'demo/crowd.png'))
         targets = TARGETS[:5]
     else:
         torch.manual_seed(0)
@@ -121,7 +124,8 @@ def main() -> None:
                    help="DETR's explained feature ('neck', 'backbone' or "
                    "'encoder' where available)")
     p.add_argument('--tiny', action='store_true',
-                   help='also the tiny FCOS, 30 detections x 5 on 256x256')
+                   help='also the tiny FCOS, 30 detections x 5 on '
+                   'demo/crowd.png (256x256)')
     p.add_argument('--case', help=argparse.SUPPRESS)  # child process
     args = p.parse_args()
     if args.case:

@@ -158,3 +158,22 @@ def test_tuple_index_renders_like_a_dense_tensor():
     for index in ((1, 2), (slice(None), 1), (2, ), (slice(1, 3), 0),
                   (0, slice(None), 5)):
         torch.testing.assert_close(hm[index], dense[index])
+
+
+@pytest.mark.parametrize('out_size', [(301, 97), (40, 13), (90, 31)])
+def test_resampled_peak_equals_the_peak_of_the_full_resampling(out_size):
+    from mmdet_odam.explainers.heatmap import bilinear_matrix, resampled_peak
+    g = torch.Generator().manual_seed(7)
+    for trial in range(20):
+        values = torch.rand(90, 31, generator=g) * (
+            torch.rand(90, 31, generator=g) > 0.7)
+        if trial % 2:
+            values = values - 0.5 * torch.rand(90, 31, generator=g)
+        mat_y = bilinear_matrix(90, out_size[0], values)
+        mat_x = bilinear_matrix(31, out_size[1], values)
+        full = mat_y @ values @ mat_x.T
+        signed = bool(trial % 2)
+        expected = full.abs().max() if signed else full.max().clamp(min=0)
+        torch.testing.assert_close(
+            resampled_peak(values, mat_y, mat_x, signed).clamp(min=0),
+            expected)

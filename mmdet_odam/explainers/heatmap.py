@@ -367,6 +367,46 @@ def bilinear_matrix(in_size: int, out_size: int, like: Tensor,
     return matrix
 
 
+def resampled_peak(values: Tensor, mat_y: Tensor, mat_x: Tensor,
+                   signed: bool = False) -> Tensor:
+    """Exact peak of ``mat_y @ values @ mat_x.T`` without computing all of it.
+
+    Each output value of a linear resampling whose rows have non-negative
+    weights summing to at most 1 (bilinear ``bilinear_matrix``) is bounded by
+    the largest input it mixes. So once some output value ``lb`` is known
+    (those around the input's peak), only outputs mixing an input >= ``lb``
+    can be larger: those rows and columns are evaluated, nothing else.
+
+    Args:
+        values (Tensor): (h, w) input map.
+        mat_y (Tensor): (H, h) row resampling; mat_x (Tensor): (W, w).
+        signed (bool): Peak magnitude instead of peak value.
+
+    Returns:
+        Tensor: Scalar, the peak (0 for an all-zero map).
+    """
+    mag = values.abs() if signed else values
+    if not values.numel() or not bool((mag > 0).any()):
+        return values.new_zeros(())
+
+    def peak_over(in_rows: Tensor, in_cols: Tensor) -> Tensor:
+        out_rows = mat_y[:, in_rows].ne(0).any(dim=1).nonzero()[:, 0]
+        out_cols = mat_x[:, in_cols].ne(0).any(dim=1).nonzero()[:, 0]
+        if not len(out_rows) or not len(out_cols):
+            return values.new_zeros(())
+        out = mat_y[out_rows] @ values @ mat_x[out_cols].T
+        return (out.abs() if signed else out).max()
+
+    top = int(mag.argmax())
+    row, col = divmod(top, values.shape[1])
+    lower = peak_over(torch.tensor([row], device=values.device),
+                      torch.tensor([col], device=values.device))
+    candidates = mag >= lower
+    return torch.maximum(lower, peak_over(
+        candidates.any(dim=1).nonzero()[:, 0],
+        candidates.any(dim=0).nonzero()[:, 0]))
+
+
 def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
                      ori_shape: Optional[Sequence[int]] = None,
                      cell_position: str = 'grid') -> Tensor:

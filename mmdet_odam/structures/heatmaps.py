@@ -87,16 +87,17 @@ class MapWindows:
         ((M, h', w'), (M, 2))."""
         if self.kind != 'cells':
             return self.values, self.corners
-        from ..explainers.heatmap import upsample_cells
-        pixels = upsample_cells(self.values, self.stride, margin=True,
-                                cell_position=self.cell_position)
+        pixels = _math().upsample_cells(self.values, self.stride, margin=True,
+                                        cell_position=self.cell_position)
         # with the margin the output starts one cell before the window
         return pixels, (self.corners - 1) * self.stride
 
 
-def _resampling_matrix(in_size: int, out_size: int, like: Tensor) -> Tensor:
-    from ..explainers.heatmap import bilinear_matrix
-    return bilinear_matrix(in_size, out_size, like)
+def _math():
+    """:mod:`mmdet_odam.explainers.heatmap`, the pure map math (imported
+    late: the explainers build HeatMaps, so the package imports this one)."""
+    from ..explainers import heatmap
+    return heatmap
 
 
 class HeatMaps:
@@ -264,19 +265,20 @@ class HeatMaps:
                    for w in self.windows)
 
     # -- rendering -------------------------------------------------------------
-    def _footprints(self, win: MapWindows, size: Tuple[int, int]
-                    ) -> Iterator[Tuple[int, Tensor, int, int]]:
-        """(entry, values, top, left) of each entry of ``win`` on a ``size``
-        grid of the original image, restricted to its non-zero footprint."""
+    def _resampling(self, win: MapWindows, size: Tuple[int, int]
+                    ) -> Iterator[Tuple[int, Tensor, int, int, Optional[Tensor],
+                                        Optional[Tensor]]]:
+        """Per entry of ``win``: its values on the input (or original) pixel
+        grid cropped to that image, their top-left pixel, and the bilinear
+        matrices' columns that resample them to ``size`` (None when no
+        resampling is needed)."""
         pixels, corners = win.input_pixels()
-        if win.kind == 'original':
-            src_shape = self.ori_shape
-        else:
-            src_shape = self.img_shape
+        src_shape = self.ori_shape if win.kind == 'original' else \
+            self.img_shape
         resize = tuple(size) != src_shape
         if resize:
-            mat_y = _resampling_matrix(src_shape[0], size[0], pixels)
-            mat_x = _resampling_matrix(src_shape[1], size[1], pixels)
+            mat_y = _math().bilinear_matrix(src_shape[0], size[0], pixels)
+            mat_x = _math().bilinear_matrix(src_shape[1], size[1], pixels)
         h, w = pixels.shape[-2:]
         for entry, (top, left) in enumerate(corners.tolist()):
             # crop to the unpadded input (or original image)
@@ -285,11 +287,19 @@ class HeatMaps:
             if y1 <= y0 or x1 <= x0:
                 continue
             part = pixels[entry, y0 - top:y1 - top, x0 - left:x1 - left]
-            if not resize:
+            if resize:
+                yield entry, part, y0, x0, mat_y[:, y0:y1], mat_x[:, x0:x1]
+            else:
+                yield entry, part, y0, x0, None, None
+
+    def _footprints(self, win: MapWindows, size: Tuple[int, int]
+                    ) -> Iterator[Tuple[int, Tensor, int, int]]:
+        """(entry, values, top, left) of each entry of ``win`` on a ``size``
+        grid of the original image, restricted to its non-zero footprint."""
+        for entry, part, y0, x0, cols_y, cols_x in self._resampling(win, size):
+            if cols_y is None:
                 yield entry, part, y0, x0
                 continue
-            cols_y = mat_y[:, y0:y1]
-            cols_x = mat_x[:, x0:x1]
             rows_y = cols_y.any(dim=1).nonzero()[:, 0]
             rows_x = cols_x.any(dim=1).nonzero()[:, 0]
             if not len(rows_y) or not len(rows_x):
@@ -340,10 +350,16 @@ class HeatMaps:
         single = set((counts == 1).nonzero()[:, 0].tolist())
         for win in self.windows:
             rows = win.rows.cpu().tolist()
-            for entry, part, _, _ in self._footprints(win, self.ori_shape):
-                if rows[entry] in single:
+            for entry, part, _, _, cols_y, cols_x in self._resampling(
+                    win, self.ori_shape):
+                if rows[entry] not in single:
+                    continue
+                if cols_y is None:
                     value = part.abs().max() if self.signed else part.max()
-                    peaks[rows[entry]] = value.clamp(min=0)
+                else:  # the peak of the resampled window, not all of it
+                    value = _math().resampled_peak(part, cols_y, cols_x,
+                                                   self.signed)
+                peaks[rows[entry]] = value.clamp(min=0)
         several = (counts > 1).nonzero()[:, 0]
         for start in range(0, len(several), chunk):
             rows = several[start:start + chunk]
