@@ -263,3 +263,38 @@ def test_roi_align_adjoint_on_windows_equals_the_full_map(aligned,
                               adjoint[0].flatten(1)).view(1, channels, *size)
         got = paste_windows_nchw(window, offsets[m:m + 1], (height, width))
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_window_adjoint_is_closer_to_float64_than_the_full_map_path():
+    """At the coordinates of an 800x1216 input (P2: 200x304 cells) float32
+    rounds RoIAlign's sample positions to ~3e-5 cells, so the full-map
+    gradient (the exact path) and the window adjoint (RoIs moved near the
+    window's origin: finer rounding) differ by ~1e-5 relative; the window
+    is the closer of the two to RoIAlign in float64."""
+    torch.manual_seed(0)
+    layer = RoIAlign(7, spatial_scale=1 / 4, sampling_ratio=0)
+    height, width = 200, 304
+    rois = torch.tensor([[0., 1100.37, 700.91, 1180.13, 760.55],
+                         [0., 613.3, 401.7, 690.1, 499.9]])
+    grad_out = torch.randn(len(rois), 3, 7, 7)
+    offsets, sizes = roi_windows(rois, layer, (height, width))
+    for m in range(len(rois)):
+        full = {}
+        for dtype in (torch.float32, torch.float64):
+            feat = torch.zeros(1, 3, height, width, dtype=dtype,
+                               requires_grad=True)
+            full[dtype], = torch.autograd.grad(
+                layer(feat, rois[m:m + 1].to(dtype)), feat,
+                grad_out[m:m + 1].to(dtype))
+        size = sizes[m].tolist()
+        adjoint = roi_align_adjoint(layer, rois[m:m + 1], offsets[m:m + 1],
+                                    size)
+        window = torch.einsum('cp,pq->cq', grad_out[m].flatten(1),
+                              adjoint[0].flatten(1)).view(1, 3, *size)
+        got = paste_windows_nchw(window, offsets[m:m + 1], (height, width))
+        truth = full[torch.float64]
+        scale = float(truth.abs().max())
+        window_error = float((got.double() - truth).abs().max()) / scale
+        full_error = float((full[torch.float32].double() - truth).abs()
+                           .max()) / scale
+        assert window_error < 3e-6 and window_error < full_error / 3
