@@ -15,10 +15,10 @@ Batched exact path on the neck: RoIAlign (average pooling) is linear in the
 features, so the gradient on the RoI's level is RoIAlign's adjoint applied to
 the gradient on the pooled RoI features. One backward through the box head
 gives the pooled gradients of every (detection, attribute) pair; the adjoint,
-taken from the extractor's own RoIAlign backward on a window of the level that
-holds every cell the RoI reads (:func:`roi_windows`, :func:`roi_align_adjoint`),
-carries them to the level. Each pair's gradient is that local window, never a
-full-size map.
+taken from the extractor's own RoIAlign backward on a window of the level
+that holds every cell the RoI reads (:func:`roi_windows`,
+:func:`roi_align_adjoint`), carries them to the level. Each pair's gradient
+is that local window, never a full-size map.
 """
 from contextlib import contextmanager
 from types import MethodType
@@ -151,9 +151,10 @@ def roi_align_adjoint(layer: RoIAlign, rois: Tensor, offsets: Tensor,
 
 
 def is_linear_roi_extractor(extractor: nn.Module) -> bool:
-    """Whether :func:`roi_align_adjoint` reproduces ``extractor``: MMDetection's
-    ``SingleRoIExtractor`` (one level per RoI, its own ``forward``) with mmcv
-    ``RoIAlign`` average pooling (linear in the features) on every level."""
+    """Whether :func:`roi_align_adjoint` reproduces ``extractor``:
+    MMDetection's ``SingleRoIExtractor`` (one level per RoI, its own
+    ``forward``) with mmcv ``RoIAlign`` average pooling (linear in the
+    features) on every level."""
     return isinstance(extractor, SingleRoIExtractor) and \
         type(extractor).forward is SingleRoIExtractor.forward and all(
             type(layer) is RoIAlign and layer.pool_mode == 'avg' and
