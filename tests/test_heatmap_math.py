@@ -36,8 +36,11 @@ def test_gaussian_smooth_uses_each_samples_sigma():
     out = gaussian_smooth(grads, torch.tensor([0.0, 0.8, 2.0]))
     assert torch.equal(out[0], grads[0])  # sigma <= 0: identity
     for n, sigma in ((1, 0.8), (2, 2.0)):
+        # each kernel is truncated at its own 3 sigma, whatever the batch
         single = gaussian_smooth(grads[n:n + 1], torch.tensor([sigma]))
-        assert torch.allclose(out[n], single[0], atol=1e-6)
+        torch.testing.assert_close(out[n], single[0], atol=1e-8, rtol=0)
+        assert (out[n, 0, abs(torch.arange(15) - 7) > math.ceil(3 * sigma)]
+                == 0).all()
     assert out[2, 0, 7, 7] < out[1, 0, 7, 7]  # wider kernel, lower peak
 
 

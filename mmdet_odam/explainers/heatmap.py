@@ -24,11 +24,16 @@ TRUNCATE = 3.0
 
 
 def gaussian_kernels_1d(sigmas: Tensor, radius: int) -> Tensor:
-    """Normalised 1-D Gaussian kernels, one per sigma, sharing one radius.
+    """Normalised 1-D Gaussian kernels, one per sigma, sharing one buffer.
+
+    Each kernel is truncated at its own radius ``ceil(TRUNCATE * sigma)``
+    (zero taps beyond), so that a map's smoothing does not depend on the
+    other sigmas it is batched with (the batch, chunk or window grouping).
 
     Args:
         sigmas (Tensor): Standard deviations, shape (N, ), in feature cells.
-        radius (int): Half width; each kernel has ``2 * radius + 1`` taps.
+        radius (int): Half width of the buffer, at least every kernel's own
+            radius (:func:`kernel_radius`); ``2 * radius + 1`` taps.
 
     Returns:
         Tensor: Kernels of shape (N, 2 * radius + 1), each summing to 1.
@@ -36,6 +41,10 @@ def gaussian_kernels_1d(sigmas: Tensor, radius: int) -> Tensor:
     taps = torch.arange(-radius, radius + 1, device=sigmas.device,
                         dtype=sigmas.dtype)
     kernels = torch.exp(-0.5 * (taps[None] / sigmas[:, None]).pow(2))
+    # in float64 as kernel_radius computes it, so that the largest sigma
+    # keeps the full buffer
+    own = (sigmas.double() * TRUNCATE).ceil().to(sigmas.dtype)
+    kernels = kernels * (taps.abs()[None] <= own[:, None])
     return kernels / kernels.sum(dim=1, keepdim=True)
 
 

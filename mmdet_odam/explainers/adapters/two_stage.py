@@ -8,18 +8,27 @@ knows its (RoI, class) candidate and nothing another thread uses changes.
 Scalars: ``score`` = softmax probability of the detected class (``logit``: its
 logit); box extents from the class-specific deltas decoded on the RoI with the
 head's ``bbox_coder``. Features: ``'neck'`` (the FPN level RoIAlign pooled the
-RoI from; exact path, one cheap autograd call per detection and attribute since
-only the detected RoIs are re-run), ``'backbone'``, or ``'roi'`` (the pooled
-RoI features themselves: one batched backward, maps pasted into the RoI box as
-App. A.5.3).
+RoI from), ``'backbone'``, or ``'roi'`` (the pooled RoI features themselves:
+one batched backward, maps pasted into the RoI box as App. A.5.3).
+
+Batched exact path on the neck: RoIAlign (average pooling) is linear in the
+features, so the gradient on the RoI's level is RoIAlign's adjoint applied to
+the gradient on the pooled RoI features. One backward through the box head
+gives the pooled gradients of every (detection, attribute) pair; the adjoint,
+taken from the extractor's own RoIAlign backward on a window of the level
+that holds every cell the RoI reads (:func:`roi_windows`,
+:func:`roi_align_adjoint`), carries them to the level. Each pair's gradient
+is that local window, never a full-size map.
 """
 from contextlib import contextmanager
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+from mmcv.ops import RoIAlign
 from mmdet.models.layers import multiclass_nms
+from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.structures.bbox import bbox2roi
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
 from .strides import prior_strides
@@ -50,13 +59,118 @@ def track_rcnn_candidates(bbox_head, records: List[Tensor]):
         del bbox_head._predict_by_feat_single
 
 
+#: Window sides are rounded up to a multiple of this many cells so that RoIs
+#: of similar size share one batched piece (a few cells of zeros at most).
+WINDOW_QUANTUM = 4
+
+
+def roi_windows(rois: Tensor, layer: RoIAlign, map_size: Sequence[int],
+                quantum: int = WINDOW_QUANTUM) -> Tuple[Tensor, Tensor]:
+    """Windows of a level map holding every cell RoIAlign reads for each RoI.
+
+    The samples of an RoI lie in ``[s, e]`` (its box in cells, shifted by -0.5
+    when aligned); bilinear sampling reads rows ``floor(y)`` and
+    ``floor(y) + 1``. The footprint ``[floor(s) - 1, floor(e) + 2]`` (one cell
+    of slack each side for rounding) is clipped to the map, rounded up to
+    ``quantum`` cells and moved inside the map. A window so placed either
+    ends on the map's edge or keeps every sample at least one cell from its
+    own edge, so RoIAlign's border clamping on the window is that on the
+    map: the window's adjoint is exactly the map's, cropped.
+
+    Args:
+        rois (Tensor): (M, 5) RoIs (batch index, x1, y1, x2, y2) in input
+            pixels.
+        layer (RoIAlign): The level's RoI layer (scale, alignment).
+        map_size (Sequence[int]): (H, W) of the level map.
+        quantum (int): Window sides are multiples of it (or the map's side).
+
+    Returns:
+        tuple[Tensor, Tensor]: (y0, x0) offsets (M, 2) and (h, w) sizes
+        (M, 2), long, every window inside the map.
+    """
+    shift = 0.5 if layer.aligned else 0.0
+    # float64 keeps the footprint's floor() away from float32 rounding
+    start = rois[:, [2, 1]].double() * layer.spatial_scale - shift
+    end = torch.maximum(rois[:, [4, 3]].double() * layer.spatial_scale -
+                        shift, start + 1)  # non-aligned RoIs are >= 1 cell
+    limit = torch.as_tensor([int(map_size[0]), int(map_size[1])],
+                            device=rois.device)
+    first = (start.floor().long() - 1).clamp(min=0)
+    first = torch.minimum(first, limit - 1)
+    last = torch.minimum(end.floor().long() + 2, limit - 1).clamp(min=0)
+    sizes = last - first + 1
+    sizes = torch.minimum((sizes + quantum - 1) // quantum * quantum, limit)
+    offsets = torch.minimum(first, limit - sizes)
+    return offsets, sizes
+
+
+def roi_align_adjoint(layer: RoIAlign, rois: Tensor, offsets: Tensor,
+                      size: Sequence[int]) -> Tensor:
+    """RoIAlign's adjoint for each RoI on its window, from RoIAlign itself.
+
+    Runs ``layer`` on zero windows with one channel per output bin and the
+    RoIs moved into window coordinates, and backpropagates the identity: the
+    result holds, for every bin, the weights with which it reads each cell.
+
+    Args:
+        layer (RoIAlign): The level's RoI layer (``pool_mode='avg'``).
+        rois (Tensor): (M, 5) RoIs in input pixels.
+        offsets (Tensor): (y0, x0) of each RoI's window, (M, 2), from
+            :func:`roi_windows` (the windows must hold the RoIs' footprints).
+        size (Sequence[int]): (h, w) of all windows.
+
+    Returns:
+        Tensor: (M, P, h, w) with P = out_h * out_w: bin p of RoI m reads cell
+        (i, j) of its window with weight ``out[m, p, i, j]``.
+    """
+    out_h, out_w = layer.output_size
+    bins = out_h * out_w
+    stride = 1.0 / layer.spatial_scale
+    local = rois.detach().clone()
+    local[:, 0] = torch.arange(len(rois), device=rois.device,
+                               dtype=rois.dtype)
+    shift = offsets.to(rois.dtype) * stride
+    local[:, 1::2] -= shift[:, 1:2]  # x1, x2
+    local[:, 2::2] -= shift[:, 0:1]  # y1, y2
+    leaf = rois.new_zeros((len(rois), bins, *size), requires_grad=True)
+    with torch.enable_grad():
+        pooled = layer(leaf, local)
+    identity = torch.eye(bins, dtype=rois.dtype, device=rois.device).view(
+        1, bins, out_h, out_w).expand(len(rois), -1, -1, -1).contiguous()
+    adjoint, = torch.autograd.grad(pooled, leaf, identity)
+    return adjoint
+
+
+def is_linear_roi_extractor(extractor: nn.Module) -> bool:
+    """Whether :func:`roi_align_adjoint` reproduces ``extractor``:
+    MMDetection's ``SingleRoIExtractor`` (one level per RoI, its own
+    ``forward``) with mmcv ``RoIAlign`` average pooling (linear in the
+    features) on every level."""
+    return isinstance(extractor, SingleRoIExtractor) and \
+        type(extractor).forward is SingleRoIExtractor.forward and all(
+            type(layer) is RoIAlign and layer.pool_mode == 'avg' and
+            not layer.use_torchvision for layer in extractor.roi_layers)
+
+
+def roi_levels(extractor: SingleRoIExtractor, rois: Tensor) -> Tensor:
+    """Level each RoI is pooled from, as ``SingleRoIExtractor.forward``
+    picks it (``map_roi_levels``, its ``finest_scale``), (M, ) long."""
+    if extractor.num_inputs == 1:
+        return rois.new_zeros(len(rois), dtype=torch.long)
+    return extractor.map_roi_levels(rois, extractor.num_inputs)
+
+
 class TwoStageAdapter(DetectorAdapter):
     """Faster R-CNN and other ``TwoStageDetector`` s with a standard RoI head."""
 
     features = ('neck', 'backbone', 'roi')
 
     def has_fast_path(self) -> bool:
-        return self.feature == 'roi'
+        if self.feature == 'roi':
+            return True
+        # neck: RoIAlign's adjoint (needs a linear, one-level-per-RoI pooling)
+        return self.feature == 'neck' and self.model.with_neck and \
+            is_linear_roi_extractor(self.model.roi_head.bbox_roi_extractor)
 
     def neck_strides(self) -> List[int]:
         # the RPN's anchors cover every neck level (RoIAlign reads a subset)
@@ -131,33 +245,120 @@ class TwoStageAdapter(DetectorAdapter):
                 feats[:roi_head.bbox_roi_extractor.num_inputs], rois)
         return self._scalars_from_roi_feats(roi_feats, rois, labels)
 
-    def fast_gradients(self, state: ForwardState, img_idx: int,
-                       det_ids: Sequence[int], attr_ids: Sequence[int]):
-        """RoI features: RoIs are independent, so one backward of the sum of
-        each copy's own scalar gives every per-detection gradient exactly."""
-        if self.feature != 'roi':
-            return None
-        det_ids = torch.as_tensor(det_ids, dtype=torch.long)
-        roi_feats = state.extras['roi_feats'][img_idx].detach()[det_ids]
-        rois = state.extras['det_rois'][img_idx][det_ids]
-        labels = state.results[img_idx].labels[det_ids]
+    def _pooled_gradients(self, roi_feats: Tensor, rois: Tensor,
+                          labels: Tensor, attr_ids: Sequence[int]
+                          ) -> Tuple[Tensor, Tensor, Tensor]:
+        """dY/d(pooled RoI features) of every (attribute, detection) pair.
+
+        The box head treats RoIs as independent rows, so one backward of the
+        sum of each copy's own scalar gives every per-pair gradient exactly.
+
+        Args:
+            roi_feats (Tensor): Pooled features of D detections (D, C, h, w).
+            rois (Tensor): Their RoIs (D, 5).
+            labels (Tensor): Their classes (D, ).
+            attr_ids (Sequence[int]): T attributes.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: Gradients (T * D, C, h, w),
+            attribute-major (row t * D + d), each row's attribute (T * D, ),
+            and the repeated features (T * D, C, h, w).
+        """
         copies = len(attr_ids)
-        leaf = roi_feats.repeat(copies, 1, 1, 1).requires_grad_()
+        leaf = roi_feats.detach().repeat(copies, 1, 1, 1).requires_grad_()
         scalars = self._scalars_from_roi_feats(
             leaf, rois.repeat(copies, 1), labels.repeat(copies))
-        own = torch.as_tensor(list(attr_ids)).repeat_interleave(len(det_ids))
+        own = torch.as_tensor(list(attr_ids), device=leaf.device)
+        own = own.repeat_interleave(len(rois))
         grad, = torch.autograd.grad(
-            scalars[torch.arange(len(leaf)), own].sum(), leaf)
+            scalars[torch.arange(len(leaf), device=leaf.device), own].sum(),
+            leaf)
+        return grad, own, leaf.detach()
+
+    def fast_gradients(self, state: ForwardState, img_idx: int,
+                       det_ids: Sequence[int], attr_ids: Sequence[int]
+                       ) -> Optional[List[LevelGradients]]:
+        """Every (detection, attribute) gradient from one box-head backward.
+
+        ``'roi'``: the pooled-feature gradients themselves. ``'neck'``: those
+        carried to each RoI's FPN level by RoIAlign's adjoint, one window per
+        pair (:meth:`_level_windows`); exact, as RoIAlign is linear.
+        """
+        if not self.has_fast_path():
+            return None
+        labels_all = state.results[img_idx].labels
+        det_ids = torch.as_tensor(det_ids, dtype=torch.long,
+                                  device=labels_all.device)
+        rois = state.extras['det_rois'][img_idx][det_ids]
+        labels = labels_all[det_ids]
+        if self.feature == 'neck':
+            return self._level_windows(state, det_ids, rois, labels, attr_ids)
+        roi_feats = state.extras['roi_feats'][img_idx][det_ids]
+        grad, own, leaf = self._pooled_gradients(roi_feats, rois, labels,
+                                                 attr_ids)
+        copies = len(attr_ids)
         pairs = det_ids.repeat(copies) * len(ATTRIBUTES) + own
         return [LevelGradients(
-            level=-1, grads=grad, offsets=torch.zeros((len(leaf), 2),
-                                                      dtype=torch.long),
-            pair_index=pairs, activations=leaf.detach(),
+            level=-1, grads=grad,
+            offsets=torch.zeros((len(leaf), 2), dtype=torch.long,
+                                device=leaf.device),
+            pair_index=pairs, activations=leaf,
             roi_boxes=rois.repeat(copies, 1)[:, 1:])]
+
+    def _level_windows(self, state: ForwardState, det_ids: Tensor,
+                       rois: Tensor, labels: Tensor, attr_ids: Sequence[int]
+                       ) -> List[LevelGradients]:
+        """Gradients on the RoIs' FPN levels as local windows.
+
+        Pooled features of the D detections are re-extracted (no graph) by
+        the model's ``bbox_roi_extractor``; :meth:`_pooled_gradients` gives
+        their T * D gradients ``g``; for every level and window size the
+        adjoint ``A`` of each RoI (:func:`roi_align_adjoint`, shared by its T
+        attributes) turns them into ``sum_p g[c, p] * A[p, i, j]``.
+
+        Returns:
+            list[LevelGradients]: One piece per (level, window size), grads
+            (D_g * T, C, h, w) with (y0, x0) offsets on the level grid.
+        """
+        extractor = self.model.roi_head.bbox_roi_extractor
+        feats = tuple(f.detach() for f in
+                      state.extras['feats'][:extractor.num_inputs])
+        rois = rois.type_as(feats[0])  # as the extractor casts them
+        with torch.no_grad():
+            pooled = extractor(feats, rois)
+        grad, _, _ = self._pooled_gradients(pooled, rois, labels, attr_ids)
+        copies, num_dets = len(attr_ids), len(det_ids)
+        # (T, D, C, P): the attributes of one detection share its adjoint
+        grad = grad.view(copies, num_dets, grad.shape[1], -1)
+        attrs = torch.as_tensor(list(attr_ids), device=det_ids.device)
+        levels = roi_levels(extractor, rois)
+        out = []
+        for level in levels.unique().tolist():
+            sel = (levels == level).nonzero()[:, 0]
+            layer = extractor.roi_layers[level]
+            offsets, sizes = roi_windows(rois[sel], layer,
+                                         feats[level].shape[-2:])
+            keys, group_of = torch.unique(sizes, dim=0, return_inverse=True)
+            for key, (h, w) in enumerate(keys.tolist()):
+                part = (group_of == key).nonzero()[:, 0]
+                members = sel[part]
+                adjoint = roi_align_adjoint(layer, rois[members],
+                                            offsets[part], (h, w))
+                windows = torch.einsum(
+                    'tdcp,dpq->dtcq', grad[:, members],
+                    adjoint.flatten(2)).reshape(-1, grad.shape[2], h, w)
+                # rows d * T + t: detection-major
+                out.append(LevelGradients(
+                    level=level, grads=windows,
+                    offsets=offsets[part].repeat_interleave(copies, dim=0),
+                    pair_index=(det_ids[members, None] * len(ATTRIBUTES) +
+                                attrs[None]).flatten()))
+        return out
 
     def exact_gradients(self, state: ForwardState, img_idx: int,
                         det_ids: Sequence[int], attr_ids: Sequence[int]
                         ) -> List[LevelGradients]:
         if self.feature == 'roi':  # the batched path is already exact
             return self.fast_gradients(state, img_idx, det_ids, attr_ids)
+        # 'neck' too, but method='exact' asks for the one-call-per-pair path
         return super().exact_gradients(state, img_idx, det_ids, attr_ids)
