@@ -1,3 +1,3 @@
-from .heatmaps import HeatMaps, MapWindows, dense_heatmaps
+from .heatmaps import HeatMaps, MapWindows
 
-__all__ = ['HeatMaps', 'MapWindows', 'dense_heatmaps']
+__all__ = ['HeatMaps', 'MapWindows']

@@ -426,32 +426,5 @@ class HeatMaps:
         """All maps on the original image as a numpy array."""
         return self.to_tensor().cpu().numpy().astype(dtype, copy=False)
 
-    def crops(self, det_ids: Optional[Sequence[int]] = None
-              ) -> Iterator[Tuple[int, int, Tensor, Tuple[int, int, int,
-                                                          int]]]:
-        """Per (detection, target): the normalised map cropped to its
-        non-zero bounding box on the original image.
 
-        Yields:
-            tuple: ``(det, target_index, crop (h, w), (y0, x0, y1, x1))``;
-            all-zero maps give an empty crop at (0, 0, 0, 0).
-        """
-        det_ids = range(self.num_dets) if det_ids is None else det_ids
-        for det in det_ids:
-            maps = self.render([int(det)])[0]
-            for t, heat in enumerate(maps):
-                nz = heat.nonzero()
-                if not len(nz):
-                    yield int(det), t, heat[:0, :0], (0, 0, 0, 0)
-                    continue
-                y0, x0 = nz.min(0).values.tolist()
-                y1, x1 = (nz.max(0).values + 1).tolist()
-                yield int(det), t, heat[y0:y1, x0:x1], (y0, x0, y1, x1)
-
-
-def dense_heatmaps(maps: Tensor) -> Tensor:
-    """``maps`` as a tensor whether given a :class:`HeatMaps` or a tensor."""
-    return maps.to_tensor() if isinstance(maps, HeatMaps) else maps
-
-
-__all__ = ['HeatMaps', 'MapWindows', 'KINDS', 'dense_heatmaps']
+__all__ = ['HeatMaps', 'MapWindows', 'KINDS']
