@@ -197,7 +197,6 @@ class ODAM:
                  for t in targets]
         if 'combined' in targets:
             slots += [a for a in range(len(ATTRIBUTES)) if a not in slots]
-        attr_ids = sorted(a for a in slots if a >= 0)
         adapter = build_adapter(model, self.feature, self.score_target)
         metas = [ds.metainfo for ds in data_samples]
         with torch.enable_grad():

@@ -33,11 +33,10 @@ magnitude for signed maps, ``grad_mode='pos'``), so maps lie in [0, 1] (or
 maximum of the normalised attribute maps of the same detection.
 """
 from dataclasses import dataclass, replace
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 KINDS = ('cells', 'pixels', 'original')
