@@ -14,6 +14,8 @@ from .heatmap import (GRAD_MODES, check_cell_position, gaussian_smooth,
                       weighted_activation_map)
 
 TARGETS = ATTRIBUTES + ('combined', )
+# whole-map gradients turned into maps per batch (bounds temporaries)
+FULL_MAP_BATCH = 16
 
 
 def crop_windows(feat: Tensor, image_index: Union[int, Tensor],
@@ -300,15 +302,23 @@ class ODAM:
         full = piece.grads.shape[-2:] == feat.shape[-2:] and \
             not bool(piece.offsets.any())
         if full or self.smooth == 'global':
-            grads = piece.grads if full else paste_windows_nchw(
-                piece.grads, piece.offsets, feat.shape[-2:])
-            maps = odam_map(grads, feat[img_idx], self.smooth, sigmas,
-                            self.grad_mode)
-            maps, offsets = crop_to_support(maps)
-        else:
-            maps, offsets = window_odam_maps(
-                piece.grads, piece.offsets, feat, img_idx, sigmas,
-                self.grad_mode)
+            # whole-map gradients (transformers, Grad-CAM): a few at a time,
+            # so that smoothing's temporaries stay small
+            out = []
+            for start in range(0, len(rows), FULL_MAP_BATCH):
+                part = slice(start, start + FULL_MAP_BATCH)
+                grads = piece.grads[part] if full else paste_windows_nchw(
+                    piece.grads[part], piece.offsets[part], feat.shape[-2:])
+                maps, offsets = crop_to_support(odam_map(
+                    grads, feat[img_idx], self.smooth,
+                    None if sigmas is None else sigmas[part],
+                    self.grad_mode))
+                out.append(MapWindows(rows[part], maps, offsets, 'cells',
+                                      int(stride), self.cell_position))
+            return out
+        maps, offsets = window_odam_maps(
+            piece.grads, piece.offsets, feat, img_idx, sigmas,
+            self.grad_mode)
         return [MapWindows(rows, maps, offsets, 'cells', int(stride),
                            self.cell_position)]
 
