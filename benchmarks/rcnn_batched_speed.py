@@ -39,7 +39,7 @@ from mmdet.apis import inference_detector, init_detector  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from mmdet_odam.apis import explain  # noqa: E402
-from mmdet_odam.apis.explain import build_test_pipeline  # noqa: E402
+from mmdet_odam.apis.explain import preprocess  # noqa: E402
 from mmdet_odam.explainers import ATTRIBUTES, ODAM, build_adapter  # noqa
 from mmdet_odam.explainers.odam import TARGETS  # noqa: E402
 
@@ -88,13 +88,6 @@ def build_model(size, num_dets: int):
             step.scale = (size[1], size[0])  # the image is not resized
     return init_detector(cfg, None, device='cpu').eval()
 
-
-def preprocess(model, image):
-    data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
-    batch = model.data_preprocessor(
-        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
-        False)
-    return batch['inputs'], batch['data_samples']
 
 
 def fast_gradients(model, inputs, samples, chunk: int):

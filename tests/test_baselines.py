@@ -60,18 +60,13 @@ def test_default_gradcam_is_textbook_on_a_groupnorm_head(model, image):
     ReLU(sum_k mean(dY/dA_k) A_k) computed here by plain autograd."""
     import torch.nn.functional as F
 
-    from mmdet_odam.apis.explain import build_test_pipeline
+    from mmdet_odam.apis.explain import preprocess
     image = np.ascontiguousarray(image.repeat(2, 0).repeat(2, 1))  # unresized
     out = explain(model, image, explainer=dict(type='GradCAM'),
                   targets=('score', ), score_thr=0.0)
-    data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
-    batch = model.data_preprocessor(
-        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
-        False)
-    meta = batch['data_samples'][0].metainfo
-    assert tuple(meta['img_shape']) == image.shape[:2]
-    feats = [f.detach().requires_grad_()
-             for f in model.extract_feat(batch['inputs'])]
+    inputs, samples = preprocess(model, image)
+    assert tuple(samples[0].metainfo['img_shape']) == image.shape[:2]
+    feats = [f.detach().requires_grad_() for f in model.extract_feat(inputs)]
     head = model.bbox_head
     cls, reg, ctr = head(feats)
     priors = head.prior_generator.grid_priors([c.shape[-2:] for c in cls],

@@ -11,7 +11,6 @@ centres and zero beyond the grid, cropped to the unpadded input.
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmdet.apis import init_detector
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.config import Config
@@ -20,6 +19,7 @@ import mmdet_odam  # noqa: F401
 from mmdet_odam.apis import explain
 from mmdet_odam.apis.explain import build_test_pipeline
 from mmdet_odam.explainers import ATTRIBUTES, build_adapter
+from heatmap_reference import to_image
 
 TINY = 'configs/detr/detr_tiny_synthetic-crowd.py'
 R50 = 'configs/detr/detr_r50_8xb2-150e_coco.py'
@@ -45,13 +45,6 @@ def _image(size):
     return img
 
 
-def _to_image(grid, stride, img_shape):
-    """Cell (i, j) covers pixels [i*s, (i+1)*s), bilinear between cell
-    centres, zero heat beyond the grid; cropped to the unpadded input."""
-    up = F.interpolate(F.pad(grid, (1, 1, 1, 1))[None, None],
-                       scale_factor=stride, mode='bilinear')
-    h, w = img_shape
-    return up[0, 0, stride:stride + h, stride:stride + w]
 
 
 def _reference_maps(model, image, det):
@@ -87,7 +80,7 @@ def _reference_maps(model, image, det):
     for y in torch.cat([score[query, None], extents]):
         grad, = torch.autograd.grad(y, memory, retain_graph=True)
         cells = torch.relu((grad[0] * memory[0].detach()).sum(1))  # (h * w)
-        full = _to_image(cells.reshape(grid_h, grid_w), STRIDE, (img_h, img_w))
+        full = to_image(cells.reshape(grid_h, grid_w), STRIDE, (img_h, img_w))
         maps.append(full / full.max())
     return torch.stack(maps)
 

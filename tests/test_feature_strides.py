@@ -7,17 +7,17 @@ head outputs, maps placed with hand-written strides."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmdet.apis import init_detector
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.config import Config
 
 import mmdet_odam  # noqa: F401
 from mmdet_odam.apis import explain
-from mmdet_odam.apis.explain import build_test_pipeline
+from mmdet_odam.apis.explain import preprocess
 from mmdet_odam.explainers import ATTRIBUTES, build_adapter
 from mmdet_odam.explainers.adapters.strides import (backbone_strides,
                                                     neck_strides)
+from heatmap_reference import to_image
 
 FCOS = 'configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'
 RETINA = 'configs/retinanet/retinanet_r50_fpn_1x_coco.py'
@@ -73,13 +73,6 @@ def test_unsupported_backbone_is_a_clear_error():
         backbone_strides(torch.nn.Conv2d(3, 8, 3))
 
 
-def _to_image(grid, stride, img_shape):
-    """Cell (i, j) covers pixels [i*s, (i+1)*s), bilinear between cell
-    centres, zero heat beyond the grid; cropped to the unpadded input."""
-    up = F.interpolate(F.pad(grid, (1, 1, 1, 1))[None, None],
-                       scale_factor=stride, mode='bilinear')
-    h, w = img_shape
-    return up[0, 0, stride:stride + h, stride:stride + w]
 
 
 def _dense_candidates(model, feats, meta, label):
@@ -121,11 +114,7 @@ def _detr_candidates(model, feats, samples, label):
 def _reference_maps(model, image, det, strides):
     """(5, H, W) maps, one per attribute, of the candidate that has the
     detection's score and box, by autograd on the neck outputs."""
-    data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
-    batch = model.data_preprocessor(
-        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
-        False)
-    inputs, samples = batch['inputs'], batch['data_samples']
+    inputs, samples = preprocess(model, image)
     meta = samples[0].metainfo
     assert tuple(meta['img_shape']) == image.shape[:2]  # not resized
     feats = [f.detach().requires_grad_() for f in model.extract_feat(inputs)]
@@ -147,7 +136,7 @@ def _reference_maps(model, image, det, strides):
         for feat, grad, stride in zip(feats, grads, strides):
             if grad is not None and grad.any():
                 grid = torch.relu((grad[0] * feat[0].detach()).sum(0))
-                total += _to_image(grid, stride, meta['img_shape'])
+                total += to_image(grid, stride, meta['img_shape'])
         maps.append(total / total.max())
     return torch.stack(maps)
 
@@ -162,13 +151,9 @@ def test_maps_are_placed_by_nominal_stride(config, size, max_per_img, silent,
     model = _model(config, size, max_per_img, silent)
     image = _image(size)
     if config != DETR:  # the detections come from the level under test
-        data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
-        batch = model.data_preprocessor(
-            dict(inputs=[data['inputs']],
-                 data_samples=[data['data_samples']]), False)
         with torch.enable_grad():
             state = build_adapter(model, 'neck').forward(
-                batch['inputs'], batch['data_samples'])
+                *preprocess(model, image))
         assert state.results[0].cand_level.tolist() == [level] * max_per_img
     out = explain(model, image, targets=ATTRIBUTES, score_thr=0.0,
                   explainer=dict(type='ODAM', smooth='none', method='exact'))

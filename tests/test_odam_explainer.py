@@ -21,6 +21,7 @@ from scipy.ndimage import gaussian_filter
 import mmdet_odam  # noqa: F401
 from mmdet_odam.apis import explain
 from mmdet_odam.apis.explain import build_test_pipeline
+from mmdet_odam.apis.explain import preprocess
 from mmdet_odam.explainers import ODAM, build_adapter
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -59,13 +60,6 @@ def image():
 def models():
     return {family: build_model(family) for family in CONFIGS}
 
-
-def preprocess(model, img):
-    data = build_test_pipeline(model, img)(dict(img=img, img_id=0))
-    batch = model.data_preprocessor(
-        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
-        False)
-    return batch['inputs'], batch['data_samples']
 
 
 def _find(values: torch.Tensor, boxes: torch.Tensor, score: float,

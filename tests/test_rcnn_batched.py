@@ -19,7 +19,7 @@ from mmengine.config import Config
 
 import mmdet_odam  # noqa: F401
 from mmdet_odam.apis import explain
-from mmdet_odam.apis.explain import build_test_pipeline
+from mmdet_odam.apis.explain import preprocess
 from mmdet_odam.explainers import ATTRIBUTES, ODAM, build_adapter
 from mmdet_odam.explainers.adapters.two_stage import (roi_align_adjoint,
                                                       roi_windows)
@@ -69,13 +69,6 @@ def r50():
     return _model(R50, 4, size), _image(size, seed=1)
 
 
-def _preprocess(model, image):
-    data = build_test_pipeline(model, image)(dict(img=image, img_id=0))
-    batch = model.data_preprocessor(
-        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
-        False)
-    return batch['inputs'], batch['data_samples']
-
 
 def _to_image(grid, stride, meta):
     """Cell (i, j) covers pixels [i*s, (i+1)*s), bilinear between cell
@@ -95,7 +88,7 @@ def _reference_maps(model, image, dets, strides):
     decoded (clamped, rescaled) box equal the detection's; its five scalars
     (softmax probability, outward box extents) are differentiated w.r.t. the
     full neck outputs through the model's own extractor and box head."""
-    inputs, samples = _preprocess(model, image)
+    inputs, samples = preprocess(model, image)
     meta = samples[0].metainfo
     roi_head = model.roi_head
     extractor, head = roi_head.bbox_roi_extractor, roi_head.bbox_head
@@ -186,7 +179,7 @@ def test_pair_gradients_are_local_windows_of_the_exact_ones(case, request):
     assert ODAM().uses_fast_path(adapter)  # the default takes it
     assert not ODAM(method='exact').uses_fast_path(adapter)
     assert not build_adapter(model, 'backbone').has_fast_path()
-    inputs, samples = _preprocess(model, image)
+    inputs, samples = preprocess(model, image)
     extractor = model.roi_head.bbox_roi_extractor
     with torch.enable_grad():
         state = adapter.forward(inputs, samples)

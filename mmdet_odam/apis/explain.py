@@ -7,7 +7,7 @@ detached features, so no ``.grad`` is written).
 import copy
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -119,6 +119,32 @@ def build_test_pipeline(model, first_image: ImageType) -> Compose:
     return Compose(pipeline)
 
 
+def preprocess(model, img: Union[str, np.ndarray],
+               pipeline: Optional[Compose] = None
+               ) -> Tuple[torch.Tensor, List[DetDataSample]]:
+    """One image through the test pipeline and the model's data
+    preprocessor, as inference does.
+
+    Args:
+        model: The detector.
+        img (str | ndarray): A path or a BGR array (see :func:`as_bgr_image`).
+        pipeline (Compose, optional): Default: the config's test pipeline
+            for this kind of input.
+
+    Returns:
+        tuple: ``inputs`` (1, 3, H, W) and ``[data_sample]``.
+    """
+    is_array = isinstance(img, np.ndarray)
+    if pipeline is None:
+        pipeline = build_test_pipeline(model, img)
+    data = pipeline(dict(img=img, img_id=0) if is_array else
+                    dict(img_path=img, img_id=0))
+    batch = model.data_preprocessor(
+        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
+        False)
+    return batch['inputs'], batch['data_samples']
+
+
 def explain(model,
             imgs: Union[ImageType, Sequence[ImageType]],
             explainer: Union[dict, str, object, None] = None,
@@ -173,15 +199,10 @@ def explain(model,
                 if is_array not in pipelines:
                     pipelines[is_array] = build_test_pipeline(model, img)
                 pipeline = pipelines[is_array]
-            data = dict(img=img, img_id=0) if is_array else \
-                dict(img_path=img, img_id=0)
-            data = pipeline(data)
-            batch = model.data_preprocessor(
-                dict(inputs=[data['inputs']],
-                     data_samples=[data['data_samples']]), False)
+            inputs, data_samples = preprocess(model, img, pipeline)
             outputs.extend(explainer.explain_batch(
-                model, batch['inputs'], batch['data_samples'],
-                targets=targets, score_thr=score_thr))
+                model, inputs, data_samples, targets=targets,
+                score_thr=score_thr))
     finally:
         model.train(was_training)
     return outputs if is_batch else outputs[0]
