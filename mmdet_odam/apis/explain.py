@@ -173,7 +173,8 @@ def explain(model,
     Returns:
         DetDataSample | list[DetDataSample]: Per image, ``pred_instances`` with
         the model's final ``bboxes``/``scores``/``labels`` (original image
-        pixels) and ``heatmaps`` (N, T, H, W) in [0, 1]; ``metainfo['targets']``
+        pixels) and ``heatmaps`` (:class:`~mmdet_odam.structures.HeatMaps`:
+        N x T maps in [0, 1], rendered on demand); ``metainfo['targets']``
         names the T maps. No detection above ``score_thr`` gives N = 0.
 
     Raises:

@@ -269,7 +269,8 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
             npz.
 
     Maps are rendered one detection at a time (a ``HeatMaps`` is never
-    materialised whole). Writes ``out_dir/<stem>/det<idx:03d>_<target>.png`` (idx: rank in the
+    materialised whole). Writes
+    ``out_dir/<stem>/det<idx:03d>_<target>.png`` (idx: rank in the
     detector's output, 0 first), ``out_dir/<stem>/gallery.png`` ("no
     detections" caption when N = 0) and ``out_dir/<stem>.npz`` with
     the arrays of the module docstring, each atomically, and lists them in

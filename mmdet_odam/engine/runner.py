@@ -62,8 +62,8 @@ class SafeCheckpointRunner(Runner):
         model = self.model.module if is_model_wrapper(self.model) else \
             self.model
         if self.cfg.get('strict_load', False):
-            check_state_dict(checkpoint_module(model), checkpoint_state_dict(checkpoint),
-                             filename)
+            check_state_dict(checkpoint_module(model),
+                             checkpoint_state_dict(checkpoint), filename)
         checkpoint = _load_checkpoint_to_model(
             model, checkpoint, strict, revise_keys=revise_keys)
         self._has_loaded = True

@@ -1,10 +1,11 @@
 """MMEngine evaluator of explanation quality (ODAM paper, Sec. 4.2).
 
 :class:`ExplanationMetric` consumes samples carrying ``pred_instances`` with
-``heatmaps`` (N, T, H, W) in original image pixels (any explainer of
-``mmdet_odam.registry.EXPLAINERS``) and ``gt_instances`` with boxes in original
-pixels and, optionally, masks. Each GT object whose best same-class prediction
-has IoU > ``match_iou`` (0.9) is evaluated with that prediction's ``score``
+``heatmaps`` (``HeatMaps`` or an (N, T, H, W) tensor) in original image
+pixels (any explainer of ``mmdet_odam.registry.EXPLAINERS``) and
+``gt_instances`` with boxes in original pixels and, optionally, masks. Each
+GT object whose best same-class prediction has IoU > ``match_iou`` (0.9) is
+evaluated with that prediction's ``score``
 map (the first map when no ``score`` target was explained). Metrics, averaged
 over evaluated objects with ``nanmean`` (see
 :mod:`~mmdet_odam.evaluation.explanation_metrics` for the definitions):

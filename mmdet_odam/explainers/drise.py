@@ -182,8 +182,8 @@ class DRISE:
 
         Returns:
             list[DetDataSample]: ``pred_instances`` with ``bboxes``,
-            ``scores``, ``labels`` and ``heatmaps`` (N, T, H_ori, W_ori) in
-            [0, 1]; ``metainfo['targets']``.
+            ``scores``, ``labels`` and ``heatmaps`` (``HeatMaps``, N x T
+            on the original image, in [0, 1]); ``metainfo['targets']``.
         """
         targets = tuple(targets)
         unknown = [t for t in targets if t not in TARGETS]

@@ -184,8 +184,10 @@ class ODAM:
             score_thr (float): Detections scoring below it are dropped.
 
         Returns:
-            list[DetDataSample]: ``pred_instances`` with ``bboxes``, ``scores``,
-            ``labels`` and ``heatmaps`` (N, T, H_ori, W_ori) in [0, 1];
+            list[DetDataSample]: ``pred_instances`` with ``bboxes``,
+            ``scores``, ``labels`` and ``heatmaps`` (a
+            :class:`~mmdet_odam.structures.HeatMaps` of N x T maps on the
+            original image, in [0, 1]);
             ``metainfo['targets']`` names the T maps.
         """
         targets = tuple(targets)
