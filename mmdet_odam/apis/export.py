@@ -38,6 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..explainers.heatmap import support_box
 from ..visualization import (check_colormap, encode_rgb_png, make_gallery,
                              overlay_heatmap)
 from .output_files import OutputConflictError, OutputGroup
@@ -158,13 +159,12 @@ def compact_heatmap_arrays(heatmaps, num_dets: int, num_targets: int,
     for i in range(num_dets):
         det_boxes = []
         for heat in _detection_maps(heatmaps, i):
-            rows = np.flatnonzero(heat.any(axis=1))
-            cols = np.flatnonzero(heat.any(axis=0))
-            if not len(rows):
+            box = support_box(torch.from_numpy(heat != 0))
+            if box is None:
                 det_boxes.append((0, 0, 0, 0))
                 continue
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            det_boxes.append((y0, x0, y1, x1))
+            y0, x0, y1, x1 = box
+            det_boxes.append(box)
             values.append(np.clip(heat[y0:y1, x0:x1], 0., 1.).astype(
                 np.float16).ravel())
         boxes.append(det_boxes)

@@ -31,7 +31,8 @@ from ..registry import EXPLAINERS
 from .adapters import ForwardState, LevelGradients
 from ..structures import MapWindows
 from .heatmap import weighted_activation_map
-from .odam import ODAM, crop_to_support, paste_windows_nchw, roi_windows
+from .odam import (ODAM, crop_to_support, paste_windows_nchw,
+                   roi_map_windows)
 
 
 def gradcampp_weights(grads: Tensor, activations: Tensor,
@@ -144,7 +145,8 @@ class GradCAMPlusPlus(GradCAM):
         :meth:`ODAM._level_windows`), from full-map weights."""
         if piece.roi_boxes is not None:  # RoI grid: whole RoI map is valid
             maps = self.feature_maps(piece.grads, piece.activations)
-            return roi_windows(maps, piece.roi_boxes, rows)
+            return roi_map_windows(maps, piece.roi_boxes, rows,
+                                   meta['img_shape'])
         stride = state.strides[piece.level]
         feat = state.activations[piece.level].detach()
         full = piece.grads.shape[-2:] == feat.shape[-2:] and \

@@ -4,7 +4,7 @@ Shapes follow MMDetection's docstring convention: N explained scalars, C channel
 (H, W) spatial size of a feature map.
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -447,26 +447,52 @@ def feature_to_image(maps: Tensor, stride: int, img_shape: Sequence[int],
     return x
 
 
-def paste_in_boxes(maps: Tensor, boxes: Tensor,
-                   out_shape: Tuple[int, int]) -> Tensor:
-    """Paste small maps (e.g. 7x7 RoI-feature maps) into their boxes.
+def support_box(mask: Tensor) -> Optional[Tuple[int, int, int, int]]:
+    """(y0, x0, y1, x1) bounding the True cells of an (H, W) mask, None when
+    it has none."""
+    rows = mask.any(dim=1).nonzero()[:, 0]
+    if not len(rows):
+        return None
+    cols = mask.any(dim=0).nonzero()[:, 0]
+    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1,
+            int(cols[-1]) + 1)
+
+
+def box_windows(maps: Tensor, boxes: Tensor, out_shape: Tuple[int, int]
+                ) -> List[Tuple[int, Tensor, Tuple[int, int]]]:
+    """Small maps (e.g. 7x7 RoI-feature maps) resized into their boxes,
+    rounded and clipped to an (H, W) canvas.
 
     Args:
         maps (Tensor): Maps on the RoI grid, shape (N, h, w).
-        boxes (Tensor): Boxes (x1, y1, x2, y2) in output pixels, shape (N, 4).
-        out_shape (tuple): (H, W) of the output canvas.
+        boxes (Tensor): Boxes (x1, y1, x2, y2) in canvas pixels, (N, 4).
+        out_shape (tuple): (H, W) of the canvas.
 
     Returns:
-        Tensor: Canvas maps, shape (N, H, W), zero outside each box.
+        list: ``(n, window, (y1, x1))`` for each map whose clipped box is not
+        empty, ``window`` of the clipped box's size.
     """
     height, width = out_shape
-    out = maps.new_zeros((maps.shape[0], height, width))
+    out = []
     for n, (x1, y1, x2, y2) in enumerate(boxes.round().long().tolist()):
         x1, y1 = max(x1, 0), max(y1, 0)
         x2, y2 = min(x2, width), min(y2, height)
         if x2 <= x1 or y2 <= y1:
             continue
-        out[n, y1:y2, x1:x2] = F.interpolate(
+        out.append((n, F.interpolate(
             maps[n][None, None], size=(y2 - y1, x2 - x1), mode='bilinear',
-            align_corners=False)[0, 0]
+            align_corners=False)[0, 0], (y1, x1)))
+    return out
+
+
+def paste_in_boxes(maps: Tensor, boxes: Tensor,
+                   out_shape: Tuple[int, int]) -> Tensor:
+    """Paste small maps into their boxes (:func:`box_windows`).
+
+    Returns:
+        Tensor: Canvas maps, shape (N, H, W), zero outside each box.
+    """
+    out = maps.new_zeros((maps.shape[0], ) + tuple(out_shape))
+    for n, window, (y, x) in box_windows(maps, boxes, out_shape):
+        out[n, y:y + window.shape[0], x:x + window.shape[1]] = window
     return out

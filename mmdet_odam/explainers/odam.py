@@ -9,8 +9,9 @@ from torch import Tensor
 from ..registry import EXPLAINERS
 from ..structures import HeatMaps, MapWindows
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
-from .heatmap import (GRAD_MODES, check_cell_position, gaussian_smooth,
-                      kernel_radius, odam_map, smoothing_sigmas,
+from .heatmap import (GRAD_MODES, box_windows, check_cell_position,
+                      gaussian_smooth, kernel_radius, odam_map,
+                      smoothing_sigmas, support_box,
                       weighted_activation_map)
 
 TARGETS = ATTRIBUTES + ('combined', )
@@ -296,7 +297,8 @@ class ODAM:
             sigmas = self._sigmas(box_sizes, strides)
             maps = odam_map(piece.grads, piece.activations, self.smooth,
                             sigmas, self.grad_mode)
-            return roi_windows(maps, piece.roi_boxes, rows)
+            return roi_map_windows(maps, piece.roi_boxes, rows,
+                                   meta['img_shape'])
         stride = state.strides[piece.level]
         sigmas = self._sigmas(box_sizes, box_sizes.new_full(
             (len(box_sizes), ), float(stride)))
@@ -359,32 +361,24 @@ class ODAM:
 def crop_to_support(maps: Tensor) -> Tuple[Tensor, Tensor]:
     """Maps (M, H, W) cropped to the bounding box of all their non-zero
     cells, and that box's top-left cell (M, 2) (the same for all)."""
-    support = maps.ne(0).any(dim=0)
-    rows = support.any(dim=1).nonzero()[:, 0]
-    cols = support.any(dim=0).nonzero()[:, 0]
-    if not len(rows):
+    box = support_box(maps.ne(0).any(dim=0))
+    if box is None:
         return maps[:, :1, :1], maps.new_zeros((len(maps), 2),
                                                dtype=torch.long)
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    y0, x0, y1, x1 = box
     corner = torch.tensor([y0, x0], device=maps.device)
     return maps[:, y0:y1, x0:x1], corner.expand(len(maps), 2)
 
 
-def roi_windows(maps: Tensor, roi_boxes: Tensor,
-                rows: Tensor) -> List[MapWindows]:
-    """RoI-grid maps (M, h, w) resized into their (rounded, clipped) boxes
-    in input pixels, one window each (boxes differ in size)."""
-    out = []
-    for m, (x1, y1, x2, y2) in enumerate(roi_boxes.round().long().tolist()):
-        x1, y1 = max(x1, 0), max(y1, 0)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        pixels = F.interpolate(maps[m][None, None], size=(y2 - y1, x2 - x1),
-                               mode='bilinear', align_corners=False)[0]
-        out.append(MapWindows(rows[m:m + 1], pixels,
-                              rows.new_tensor([[y1, x1]]), 'pixels'))
-    return out
+def roi_map_windows(maps: Tensor, roi_boxes: Tensor, rows: Tensor,
+                    img_shape: Sequence[int]) -> List[MapWindows]:
+    """RoI-grid maps (M, h, w) resized into their boxes (rounded, clipped to
+    the input, :func:`~.heatmap.box_windows`), one window each (boxes
+    differ in size)."""
+    return [MapWindows(rows[n:n + 1], window[None],
+                       rows.new_tensor([corner]), 'pixels')
+            for n, window, corner in box_windows(
+                maps, roi_boxes, tuple(img_shape[:2]))]
 
 
 def paste_windows_nchw(grads: Tensor, offsets: Tensor,

@@ -20,6 +20,7 @@ import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ..heatmap import support_box
 from .strides import backbone_strides, neck_strides
 
 ATTRIBUTES = ('score', 'x1', 'y1', 'x2', 'y2')
@@ -219,11 +220,7 @@ class DetectorAdapter:
                     store[len(ids)] = grad
                     offsets.append((0, 0))
                 else:  # a copy of the support: frees the full gradient
-                    support = grad.ne(0).any(dim=0)
-                    rows = support.any(dim=1).nonzero()[:, 0]
-                    cols = support.any(dim=0).nonzero()[:, 0]
-                    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-                    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+                    y0, x0, y1, x1 = support_box(grad.ne(0).any(dim=0))
                     store.append(grad[:, y0:y1, x0:x1].clone())
                     offsets.append((y0, x0))
                 ids.append(det * num_attrs + attr)
