@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from ..explainers.heatmap import support_box
-from ..visualization import (check_colormap, encode_rgb_png, make_gallery,
-                             overlay_heatmap)
+from ..visualization import (check_colormap, encode_rgb_png, fit_tile,
+                             make_gallery, overlay_heatmap)
 from .output_files import OutputConflictError, OutputGroup
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -151,27 +151,34 @@ def _detection_maps(heatmaps, index: int) -> np.ndarray:
     return _numpy(heatmaps[index], np.float32)
 
 
-def compact_heatmap_arrays(heatmaps, num_dets: int, num_targets: int,
-                           shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
-    """The ``heatmap_*`` arrays of the npz (module docstring), one
-    detection rendered at a time."""
+def support_crops(det_maps: np.ndarray
+                  ) -> Tuple[List[Tuple[int, int, int, int]], List[np.ndarray]]:
+    """One detection's (T, H, W) maps cropped to their non-zero boxes: the
+    (y0, x0, y1, x1) of each ((0, 0, 0, 0) when all zero) and the non-empty
+    crops as flat float16 arrays."""
     boxes, values = [], []
-    for i in range(num_dets):
-        det_boxes = []
-        for heat in _detection_maps(heatmaps, i):
-            box = support_box(torch.from_numpy(heat != 0))
-            if box is None:
-                det_boxes.append((0, 0, 0, 0))
-                continue
-            y0, x0, y1, x1 = box
-            det_boxes.append(box)
-            values.append(np.clip(heat[y0:y1, x0:x1], 0., 1.).astype(
-                np.float16).ravel())
-        boxes.append(det_boxes)
+    for heat in det_maps:
+        box = support_box(torch.from_numpy(heat != 0))
+        if box is None:
+            boxes.append((0, 0, 0, 0))
+            continue
+        y0, x0, y1, x1 = box
+        boxes.append(box)
+        values.append(np.clip(heat[y0:y1, x0:x1], 0., 1.).astype(
+            np.float16).ravel())
+    return boxes, values
+
+
+def compact_heatmap_arrays(crops: Sequence[tuple], num_targets: int,
+                           shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
+    """The ``heatmap_*`` arrays of the npz (module docstring) from the
+    :func:`support_crops` of every detection, in order."""
+    values = [v for _, det_values in crops for v in det_values]
     return dict(
         heatmap_shape=np.array(shape, dtype=np.int64),
-        heatmap_boxes=np.array(boxes, dtype=np.int64).reshape(
-            num_dets, num_targets, 4),
+        heatmap_boxes=np.array([boxes for boxes, _ in crops],
+                               dtype=np.int64).reshape(len(crops),
+                                                       num_targets, 4),
         heatmap_values=np.concatenate(values) if values else np.zeros(
             0, np.float16))
 
@@ -314,14 +321,20 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     gallery_name, npz_name = f'{stem}/gallery.png', f'{stem}.npz'
     outputs.check(overlay_names + [gallery_name, npz_name])
 
-    overlays, tiles, titles = [], [], []
+    overlays, tiles, titles, crops, dense_maps = [], [], [], [], []
     tile_index = targets.index(gallery_target) \
         if gallery_target in targets else 0
+    # gallery tiles are shrunk as they come (a 12 MP overlay is 36 MB)
+    scale = min(max(img_h, img_w), GALLERY_TILE_SIZE) / max(img_h, img_w)
+    tile_size = (max(1, round(img_w * scale)), max(1, round(img_h * scale)))
     names = iter(overlay_names)
     for i in range(len(bboxes)):
         name = _class_name(int(labels[i]), class_names)
         text = f'{name} {scores[i]:.2f}'
-        det_maps = _detection_maps(heatmaps, i)
+        det_maps = _detection_maps(heatmaps, i)  # rendered once, used thrice
+        crops.append(support_crops(det_maps))
+        if dense:
+            dense_maps.append(np.clip(det_maps, 0., 1.).astype(np.float16))
         for t in range(len(targets)):
             rgb = overlay_heatmap(image_bgr, det_maps[t], alpha=alpha,
                                   box=bboxes[i], label_text=text, cmap=cmap)
@@ -329,29 +342,23 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
             overlays.append(outputs.write(next(names),
                                           lambda f, png=png: f.write(png)))
             if t == tile_index:
-                tiles.append(rgb)
+                tiles.append(fit_tile(rgb, tile_size))
                 titles.append(f'#{i} {name} {scores[i]:.2f}')
     if tiles:
-        h, w = tiles[0].shape[:2]
-        gallery = make_gallery(tiles, titles=titles,
-                               tile_size=min(max(h, w), GALLERY_TILE_SIZE))
+        gallery = make_gallery(tiles, titles=titles, tile_size=tile_size)
     else:
         plain = np.ascontiguousarray(image_bgr[..., ::-1])
         gallery = make_gallery([plain], titles=['no detections'],
-                               tile_size=min(max(img_h, img_w),
-                                             GALLERY_TILE_SIZE))
+                               tile_size=tile_size)
     png = encode_rgb_png(gallery)
     gallery_path = outputs.write(gallery_name, lambda f: f.write(png))
     arrays = dict(bboxes=bboxes, scores=scores, labels=labels,
                   targets=np.array(targets, dtype=str),
-                  **compact_heatmap_arrays(heatmaps, len(bboxes),
-                                           len(targets), (img_h, img_w)))
+                  **compact_heatmap_arrays(crops, len(targets),
+                                           (img_h, img_w)))
     if dense:
-        arrays['heatmaps'] = np.stack(
-            [np.clip(_detection_maps(heatmaps, i), 0., 1.)
-             for i in range(len(bboxes))]).astype(np.float16) if len(
-                 bboxes) else np.zeros((0, len(targets), img_h, img_w),
-                                       np.float16)
+        arrays['heatmaps'] = np.stack(dense_maps) if dense_maps else \
+            np.zeros((0, len(targets), img_h, img_w), np.float16)
     npz_path = outputs.write(npz_name,
                              lambda f: np.savez_compressed(f, **arrays))
     kept = outputs.finish()
@@ -384,7 +391,8 @@ def explanation_summary(sample, target: str = 'combined',
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'collect_images', 'unique_stems', 'read_image',
-    'box_energy_fraction', 'explanation_outputs', 'compact_heatmap_arrays',
+    'box_energy_fraction', 'explanation_outputs', 'support_crops',
+    'compact_heatmap_arrays',
     'load_heatmaps_npz',
     'check_explanation_outputs', 'save_explanation', 'explanation_summary',
     'OutputConflictError'

@@ -211,6 +211,16 @@ def _tile_rgb(tile: np.ndarray) -> np.ndarray:
     return tile
 
 
+def fit_tile(tile: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``tile`` resized to ``size`` (w, h) as the gallery draws it (area
+    averaging to shrink, bilinear to grow); unchanged if it fits already."""
+    tw, th = size
+    if tile.shape[:2] == (th, tw):
+        return tile
+    interp = cv2.INTER_AREA if tile.shape[0] > th else cv2.INTER_LINEAR
+    return cv2.resize(tile, (tw, th), interpolation=interp)
+
+
 def make_gallery(tiles: Sequence[np.ndarray],
                  ncols: Optional[int] = None,
                  tile_size: Optional[SizeType] = None,
@@ -268,11 +278,7 @@ def make_gallery(tiles: Sequence[np.ndarray],
     for i, tile in enumerate(tiles):
         r, c = divmod(i, ncols)
         y, x = pad + r * cell_h, pad + c * cell_w
-        if tile.shape[:2] != (th, tw):
-            interp = cv2.INTER_AREA if tile.shape[0] > th else \
-                cv2.INTER_LINEAR
-            tile = cv2.resize(tile, (tw, th), interpolation=interp)
-        canvas[y:y + th, x:x + tw] = tile
+        canvas[y:y + th, x:x + tw] = fit_tile(tile, (tw, th))
         if titles is not None:
             (_, text_h), _ = cv2.getTextSize('Ag', _FONT, scale, 1)
             cv2.putText(canvas, str(titles[i]), (x + 1, y + th + text_h + 2),
