@@ -152,6 +152,13 @@ def test_cli_checkpoint_mismatch(tmp_path, checkpoints, val_images,
     line = err.strip().splitlines()[-1]
     assert line.startswith('error:') and 'does not match' in line
     assert 'bbox_head.conv_cls' in line and '[3, 64, 3, 3]' in line
+    # loaded anyway on request: what fits, with the difference named
+    with pytest.warns(UserWarning, match='loaded partially.*conv_cls'):
+        code, _, err = _main(explain_tool, capsys, CONFIG,
+                             checkpoints['bad'], val_images[0], '--out-dir',
+                             tmp_path / 'out', '--device', 'cpu',
+                             '--allow-partial-load', '--targets', 'score')
+    assert code == 0, err
 
 
 def test_cli_unknown_target_and_no_images(tmp_path, checkpoints, val_images,

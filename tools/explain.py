@@ -52,7 +52,8 @@ from typing import List, Optional, Union
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
 from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
-                        add_cfg_options, find_config, resolve_device)
+                        add_cfg_options, add_checkpoint_args, find_config,
+                        resolve_device)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -104,9 +105,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing output files that this tool did '
                    'not write (never input images)')
-    p.add_argument('--trust-checkpoint', action='store_true',
-                   help='unpickle the checkpoint fully (it may then run '
-                   'code: only for files you trust)')
+    add_checkpoint_args(p)
     add_cfg_options(p)
     return p.parse_args(argv)
 
@@ -217,7 +216,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         model = init_explained_detector(config, args.checkpoint, device,
                                         args.cfg_options,
-                                        trusted=args.trust_checkpoint)
+                                        trusted=args.trust_checkpoint,
+                                        strict=not args.allow_partial_load)
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
     except Exception as e:  # config syntax, unknown model type

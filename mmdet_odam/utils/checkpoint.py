@@ -25,6 +25,7 @@ import os.path as osp
 import pickle
 import re
 import threading
+import warnings
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
@@ -219,10 +220,10 @@ def _first(items: Sequence, n: int = 3) -> str:
     return shown + (f' (+{len(items) - n} more)' if len(items) > n else '')
 
 
-def check_state_dict(model: torch.nn.Module,
-                     state: Dict[str, torch.Tensor], filename: str) -> None:
-    """Raise :class:`CheckpointMismatchError` (one line, the first differing
-    keys) unless ``state`` has exactly the model's weights and shapes."""
+def mismatch_summary(model: torch.nn.Module,
+                     state: Dict[str, torch.Tensor]) -> Tuple[str, List[str]]:
+    """One line on how ``state`` differs from the model's weights (empty
+    when it fits), and the keys whose shapes differ."""
     missing, unexpected, mismatched = compare_state_dicts(
         model.state_dict(), state)
     problems = []
@@ -235,11 +236,18 @@ def check_state_dict(model: torch.nn.Module,
     if unexpected:
         problems.append(f'{len(unexpected)} unexpected key(s): '
                         f'{_first(unexpected)}')
+    return '; '.join(problems), [k for k, _, _ in mismatched]
+
+
+def check_state_dict(model: torch.nn.Module,
+                     state: Dict[str, torch.Tensor], filename: str) -> None:
+    """Raise :class:`CheckpointMismatchError` (one line, the first differing
+    keys) unless ``state`` has exactly the model's weights and shapes."""
+    problems, _ = mismatch_summary(model, state)
     if problems:
         raise CheckpointMismatchError(
-            f'checkpoint {filename} does not match the config: ' +
-            '; '.join(problems) + ' (pass --allow-partial-load to load it '
-            'anyway)')
+            f'checkpoint {filename} does not match the config: {problems} '
+            '(pass --allow-partial-load to load it anyway)')
 
 
 def load_checkpoint_checked(model: torch.nn.Module, filename: str,
@@ -270,6 +278,12 @@ def load_checkpoint_checked(model: torch.nn.Module, filename: str,
     state = checkpoint_state_dict(checkpoint)
     if strict:
         check_state_dict(model, state, filename)
+    else:  # what fits is loaded, the rest keeps its initialisation
+        problems, wrong_shape = mismatch_summary(model, state)
+        if problems:
+            warnings.warn(f'checkpoint {filename} loaded partially: '
+                          f'{problems}')
+        state = {k: v for k, v in state.items() if k not in wrong_shape}
     model.load_state_dict(state, strict=False)
     meta = checkpoint.get('meta') or {}
     if isinstance(meta, dict) and 'dataset_meta' in meta:
