@@ -82,43 +82,10 @@ def add_cfg_options(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(device: Optional[str]) -> str:
-    """The torch device to use: ``device``, or ``cuda:0`` when available
-    else ``cpu``.
-
-    Raises:
-        ValueError: If ``device`` is not a device name or its backend is not
-            available here (one line naming the device and the reason).
-    """
-    import torch
-    if device is None:
-        return 'cuda:0' if torch.cuda.is_available() else 'cpu'
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f'--device {device!r} is not a torch device (e.g. '
-                         'cpu, cuda, cuda:1)') from None
-    if parsed.type == 'cuda':
-        if not torch.cuda.is_available():
-            why = 'no GPU is visible' if torch.version.cuda else \
-                'this torch build has no CUDA'
-            raise ValueError(f'--device {device}: CUDA is not available '
-                             f'({why}; torch {torch.__version__}); use '
-                             '--device cpu')
-        count = torch.cuda.device_count()
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(f'--device {device}: only {count} CUDA '
-                             'device(s) visible')
-    elif parsed.type == 'mps':
-        if not torch.backends.mps.is_available():
-            raise ValueError(f'--device {device}: MPS is not available; use '
-                             '--device cpu')
-    elif parsed.type != 'cpu':
-        backend = getattr(torch, parsed.type, None)
-        available = getattr(backend, 'is_available', None)
-        if available is None or not available():
-            raise ValueError(f'--device {device}: {parsed.type} is not '
-                             'available; use --device cpu')
-    return str(parsed)
+    """:func:`mmdet_odam.apis.detector.resolve_device` (imported when
+    called: that needs torch)."""
+    from mmdet_odam.apis.detector import resolve_device as resolve
+    return resolve(device)
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:

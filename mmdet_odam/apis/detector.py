@@ -2,27 +2,50 @@
 import os
 import os.path as osp
 import warnings
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 
 from ..utils.checkpoint import load_checkpoint_checked
 
 
-def check_device(device: Union[str, torch.device]) -> torch.device:
-    """Parse a torch device, refusing one this machine does not have.
+def resolve_device(device: Optional[str]) -> str:
+    """The torch device to use: ``device``, or ``cuda:0`` when available
+    else ``cpu``.
 
     Raises:
-        ValueError: Malformed device, or CUDA asked for but not available.
+        ValueError: If ``device`` is not a device name or its backend is not
+            available here (one line naming the device and the reason).
     """
+    if device is None:
+        return 'cuda:0' if torch.cuda.is_available() else 'cpu'
     try:
         parsed = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f'bad device {device!r}: {e}') from None
-    if parsed.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'device {device!r} asked for, but CUDA is not '
-                         'available on this machine (use --device cpu)')
-    return parsed
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f'device {device!r} is not a torch device (e.g. '
+                         'cpu, cuda, cuda:1)') from None
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            why = 'no GPU is visible' if torch.version.cuda else \
+                'this torch build has no CUDA'
+            raise ValueError(f'device {device!r}: CUDA is not available '
+                             f'({why}; torch {torch.__version__}); use '
+                             'device cpu')
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f'device {device!r}: only {count} CUDA '
+                             'device(s) visible')
+    elif parsed.type == 'mps':
+        if not torch.backends.mps.is_available():
+            raise ValueError(f'device {device!r}: MPS is not available; use '
+                             'device cpu')
+    elif parsed.type != 'cpu':
+        backend = getattr(torch, parsed.type, None)
+        available = getattr(backend, 'is_available', None)
+        if available is None or not available():
+            raise ValueError(f'device {device!r}: {parsed.type} is not '
+                             'available; use --device cpu')
+    return str(parsed)
 
 
 def init_explained_detector(config, checkpoint: str, device: str = 'cpu',
@@ -53,7 +76,7 @@ def init_explained_detector(config, checkpoint: str, device: str = 'cpu',
     """
     from mmdet.apis import init_detector
     from mmengine.config import Config
-    check_device(device)
+    device = resolve_device(device)
     if isinstance(config, (str, os.PathLike)):
         if not osp.isfile(config):
             raise FileNotFoundError(f'config file not found: {config}')
