@@ -44,7 +44,7 @@ def resolve_device(device: Optional[str]) -> str:
         available = getattr(backend, 'is_available', None)
         if available is None or not available():
             raise ValueError(f'device {device!r}: {parsed.type} is not '
-                             'available; use --device cpu')
+                             'available; use device cpu')
     return str(parsed)
 
 
