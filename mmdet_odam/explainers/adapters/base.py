@@ -21,6 +21,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..heatmap import support_box
+from .registry import overridden
 from .strides import backbone_strides, neck_strides
 
 ATTRIBUTES = ('score', 'x1', 'y1', 'x2', 'y2')
@@ -92,6 +93,13 @@ class DetectorAdapter:
     """
 
     features: Sequence[str] = ('neck', 'backbone')
+    #: The detectors it explains, in words (named by refusals of others).
+    family: str = ''
+    #: Methods of the registered head class the adapter hooks into or
+    #: replays: a subclass overriding one of them is refused.
+    relies_on: Sequence[str] = ()
+    #: The detector class the family part must sit in.
+    detector_type: type = object
 
     def __init__(self, model, feature: str = 'neck',
                  score_target: str = 'score') -> None:
@@ -105,6 +113,21 @@ class DetectorAdapter:
         self.model = model
         self.feature = feature
         self.score_target = score_target
+
+    @classmethod
+    def unsupported_reason(cls, model, part, registered: type
+                           ) -> Optional[str]:
+        """Why this adapter cannot explain ``model`` whose family part
+        ``part`` resolved to the registered head class ``registered``, or
+        None when it can. Subclasses add family-specific checks."""
+        if not isinstance(model, cls.detector_type):
+            return (f'{cls.__name__} needs a '
+                    f'{cls.detector_type.__name__}')
+        changed = overridden(part, registered, cls.relies_on)
+        if changed:
+            return (f'{type(part).__name__} overrides {registered.__name__}.'
+                    f'{", ".join(changed)}')
+        return None
 
     # -- feature leaves -----------------------------------------------------
     def backbone_or_neck_leaves(self, inputs: Tensor):
@@ -182,6 +205,32 @@ class DetectorAdapter:
                        ) -> Optional[List[LevelGradients]]:
         """Batched gradients, or None when the family has no fast path."""
         return None
+
+    # -- any candidate (see explainers/candidates.py) ---------------------------
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every place a candidate of one image can come from, whatever its
+        score: dense heads each (level, prior), R-CNNs each proposal, DETR each
+        query. Fields: the family's identity fields (those
+        :meth:`candidate_scalars` reads, e.g. ``cand_level``/``cand_index``)
+        and nothing else; adding ``labels`` (any class) makes the rows
+        explainable as if they were detections of that class.
+        """
+        raise NotImplementedError(
+            f'{type(self).__name__} cannot enumerate its candidates')
+
+    def pre_nms_candidates(self, state: ForwardState,
+                           img_idx: int) -> InstanceData:
+        """The candidates the detector's own NMS received for one image
+        (after its score threshold and pre-NMS top-k), with the identity
+        fields, ``labels``, ``scores`` and ``bboxes`` (original-image pixels)
+        the final detections carry.
+
+        Raises:
+            ValueError: For families without NMS (DETR).
+        """
+        raise ValueError(f'{type(self).__name__} has no NMS to take '
+                         'suppressed candidates from')
 
     # -- generic exact path ----------------------------------------------------
     def exact_gradients(self, state: ForwardState, img_idx: int,

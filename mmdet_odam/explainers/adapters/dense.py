@@ -20,10 +20,13 @@ from types import SimpleNamespace
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
+from .registry import register_adapter
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -208,8 +211,15 @@ def forward_level(head, x: Tensor, level: int) -> tuple:
     return head.forward_single(*args)
 
 
+@register_adapter(BaseDenseHead)
 class DenseHeadAdapter(DetectorAdapter):
     """FCOS / RetinaNet and other ``BaseDenseHead`` detectors."""
+
+    family = ('single-stage detectors whose dense head keeps BaseDenseHead\'s '
+              'post-processing (FCOS, RetinaNet, ATSS, ...)')
+    # candidates are tagged inside these (YOLOX, GFL, TOOD... override them)
+    relies_on = ('predict_by_feat', '_predict_by_feat_single')
+    detector_type = SingleStageDetector
 
     def __init__(self, model, feature: str = 'neck',
                  score_target: str = 'score') -> None:

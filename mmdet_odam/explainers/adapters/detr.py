@@ -20,16 +20,23 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.dense_heads import DETRHead
+from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor
 
+from .registry import register_adapter
 from .base import DetectorAdapter, ForwardState, outward_extents
 
 
+@register_adapter(DETRHead)
 class DETRAdapter(DetectorAdapter):
     """DETR (and DETR-like heads whose ``forward`` returns per-layer outputs)."""
 
     features = ('neck', 'backbone', 'encoder')
+    family = 'DETR with a DETRHead'
+    relies_on = ('forward', 'predict_by_feat')
+    detector_type = DetectionTransformer
 
     def forward(self, inputs: Tensor, data_samples,
                 keep_graph: bool = True) -> ForwardState:

@@ -25,12 +25,16 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import RoIAlign
+from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.layers import multiclass_nms
+from mmdet.models.roi_heads import StandardRoIHead
+from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.structures.bbox import bbox2roi
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
+from .registry import overridden, register_adapter
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -160,10 +164,29 @@ def roi_levels(extractor: SingleRoIExtractor, rois: Tensor) -> Tensor:
     return extractor.map_roi_levels(rois, extractor.num_inputs)
 
 
+@register_adapter(StandardRoIHead)
 class TwoStageAdapter(DetectorAdapter):
     """Faster R-CNN and other ``TwoStageDetector`` s with a standard RoI head."""
 
     features = ('neck', 'backbone', 'roi')
+    family = ('two-stage detectors with a StandardRoIHead and a standard '
+              'BBoxHead (Faster / Mask R-CNN)')
+    relies_on = ('predict_bbox', )
+    detector_type = TwoStageDetector
+
+    @classmethod
+    def unsupported_reason(cls, model, part, registered: type
+                           ) -> Optional[str]:
+        reason = super().unsupported_reason(model, part, registered)
+        box_head = getattr(part, 'bbox_head', None)
+        if reason is None and not isinstance(box_head, BBoxHead):
+            reason = f'its bbox_head is a {type(box_head).__name__}, ' \
+                'not a BBoxHead'
+        elif reason is None and overridden(box_head, BBoxHead,
+                                           ('_predict_by_feat_single', )):
+            reason = f'{type(box_head).__name__} overrides ' \
+                'BBoxHead._predict_by_feat_single'
+        return reason
 
     def has_fast_path(self) -> bool:
         if self.feature == 'roi':
