@@ -6,7 +6,9 @@ class hierarchy.
 """
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
+from .cascade import CascadeAdapter
 from .dense import DenseHeadAdapter
+from .deformable_detr import DeformableDETRAdapter
 from .detr import DETRAdapter
 from .registry import adapter_class, register_adapter, supported_families
 from .two_stage import TwoStageAdapter
@@ -25,5 +27,6 @@ def build_adapter(model, feature: str = 'neck',
 
 __all__ = ['ATTRIBUTES', 'DetectorAdapter', 'ForwardState', 'LevelGradients',
            'DenseHeadAdapter', 'TwoStageAdapter', 'DETRAdapter',
+           'CascadeAdapter', 'DeformableDETRAdapter',
            'adapter_class', 'build_adapter', 'register_adapter',
            'supported_families', 'outward_extents']

@@ -89,10 +89,13 @@ class DetectorAdapter:
         model: An MMDetection detector in eval mode.
         feature (str): ``'neck'`` (default), ``'backbone'`` or a family-specific
             name such as ``'roi'``.
-        score_target (str): ``'score'`` (final confidence) or ``'logit'``.
+        score_target (str): ``'score'`` (final confidence), ``'logit'`` or
+            a family-specific scalar of ``score_targets`` (e.g. ``'mask'``).
     """
 
     features: Sequence[str] = ('neck', 'backbone')
+    #: What the ``score`` column may explain.
+    score_targets: Sequence[str] = ('score', 'logit')
     #: The detectors it explains, in words (named by refusals of others).
     family: str = ''
     #: Methods of the registered head class the adapter hooks into or
@@ -107,9 +110,10 @@ class DetectorAdapter:
             raise ValueError(
                 f'feature {feature!r} does not exist for '
                 f'{type(model).__name__}; choose from {tuple(self.features)}')
-        if score_target not in ('score', 'logit'):
-            raise ValueError(f"score_target must be 'score' or 'logit', "
-                             f'got {score_target!r}')
+        if score_target not in self.score_targets:
+            raise ValueError(
+                f'score_target must be one of {tuple(self.score_targets)} for '
+                f'{type(model).__name__}, got {score_target!r}')
         self.model = model
         self.feature = feature
         self.score_target = score_target

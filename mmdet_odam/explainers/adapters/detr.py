@@ -49,7 +49,7 @@ class DETRAdapter(DetectorAdapter):
         else:
             leaves, feats = self.backbone_or_neck_leaves(inputs)
             head_inputs = model.forward_transformer(feats, data_samples)
-        cls_scores, bbox_preds = model.bbox_head(head_inputs['hidden_states'])
+        cls_scores, bbox_preds = self.head_outputs(head_inputs)
         with torch.no_grad():
             results = model.bbox_head.predict_by_feat(
                 cls_scores.detach(), bbox_preds.detach(), metas, rescale=True)
@@ -64,6 +64,11 @@ class DETRAdapter(DetectorAdapter):
             strides=self.feature_strides(leaves),
             extras=dict(cls=cls_scores[-1], boxes=bbox_preds[-1], metas=metas,
                         sigmoid=head.loss_cls.use_sigmoid))
+
+    def head_outputs(self, head_inputs: dict) -> Tuple[Tensor, Tensor]:
+        """Per-layer class logits and normalised boxes of the head, from
+        the keyword inputs the transformer gave it (``hidden_states``)."""
+        return self.model.bbox_head(head_inputs['hidden_states'])
 
     def encoder_memory_leaves(self, inputs: Tensor, data_samples: list
                               ) -> Tuple[List[Tensor], dict]:

@@ -10,6 +10,11 @@ logit); box extents from the class-specific deltas decoded on the RoI with the
 head's ``bbox_coder``. Features: ``'neck'`` (the FPN level RoIAlign pooled the
 RoI from), ``'backbone'``, or ``'roi'`` (the pooled RoI features themselves:
 one batched backward, maps pasted into the RoI box as App. A.5.3).
+``score_target='mask'`` (detectors with a mask head, Mask R-CNN): the
+``score`` column is the mean of the mask head's logits of the detected class
+over its output grid (28 x 28), predicted as MMDetection does on the
+detection's final box (input pixels, clipped to the image); that box is a
+constant, as RoIAlign is not differentiable in its boxes.
 
 Batched exact path on the neck: RoIAlign (average pooling) is linear in the
 features, so the gradient on the RoI's level is RoIAlign's adjoint applied to
@@ -41,18 +46,22 @@ from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
 
 
 @contextmanager
-def track_rcnn_candidates(bbox_head, records: List[Tensor]):
+def track_rcnn_candidates(bbox_head, records: List[Tensor],
+                          nms_inputs: Optional[list] = None):
     """Record the kept (RoI * num_classes + class) indices of each image.
 
     ``bbox_head`` must be a private copy (:func:`~mmdet_odam.utils.isolation.
     shared_weights_copy`): inside the context its ``_predict_by_feat_single``
     is a copy of its class's method whose ``multiclass_nms`` also returns the
-    kept indices; MMDetection's module is not touched.
+    kept indices; MMDetection's module is not touched. ``nms_inputs``, if
+    given, receives each image's (boxes, scores, score_thr) given to NMS.
     """
     def recording_nms(*args, **kwargs):
         kwargs['return_inds'] = True
         dets, labels, inds = multiclass_nms(*args, **kwargs)
         records.append(inds)
+        if nms_inputs is not None:
+            nms_inputs.append(args[:3])
         return dets, labels
 
     bbox_head._predict_by_feat_single = bound_with_globals(
@@ -164,15 +173,105 @@ def roi_levels(extractor: SingleRoIExtractor, rois: Tensor) -> Tensor:
     return extractor.map_roi_levels(rois, extractor.num_inputs)
 
 
+def rcnn_scalars(bbox_head: BBoxHead, cls_score: Tensor, bbox_pred: Tensor,
+                 rois: Tensor, labels: Tensor, score_target: str) -> Tensor:
+    """Scalars of RoI candidates from a box head's outputs.
+
+    Args:
+        bbox_head (BBoxHead): The head (its ``bbox_coder``, class-agnostic
+            regression or not).
+        cls_score (Tensor): Class logits (N, num_classes + 1).
+        bbox_pred (Tensor): Deltas (N, 4) or (N, num_classes * 4).
+        rois (Tensor): (N, 5) RoIs the deltas are decoded on.
+        labels (Tensor): Each candidate's class (N, ).
+        score_target (str): ``'logit'``: the class logit, else its softmax
+            probability (the head's score).
+
+    Returns:
+        Tensor: (N, 5) score and outward box extents (input pixels, decoded
+        without clipping to the image).
+    """
+    rows = torch.arange(len(labels), device=labels.device)
+    if score_target == 'logit':
+        score = cls_score[rows, labels]
+    else:
+        score = cls_score.softmax(-1)[rows, labels]
+    size = bbox_head.bbox_coder.encode_size
+    if not bbox_head.reg_class_agnostic:
+        bbox_pred = bbox_pred.view(len(rows), -1, size)[rows, labels]
+    boxes = bbox_head.bbox_coder.decode(rois[:, 1:], bbox_pred)
+    return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
+
+
+def check_mask_target(model, feature: str) -> None:
+    """Refuse ``score_target='mask'`` in one line where it does not exist."""
+    roi_head = model.roi_head
+    if not getattr(roi_head, 'with_mask', False):
+        raise ValueError(f"score_target 'mask' needs a mask head; "
+                         f'{type(model).__name__} has none')
+    if feature == 'roi':
+        raise ValueError("score_target 'mask' reads the mask head's own RoI "
+                         "features: use feature 'neck' or 'backbone'")
+
+
+def rescale_like_mask_head(bboxes: Tensor, meta: dict) -> Tensor:
+    """Input-pixel boxes to the original image as MMDetection's mask head
+    rescales them (divided by the repeated ``scale_factor``)."""
+    factor = bboxes.new_tensor(meta['scale_factor']).repeat((1, 2))
+    return bboxes / factor
+
+
+def mean_mask_logits(roi_head, feats: Sequence[Tensor], boxes: Tensor,
+                     labels: Tensor) -> Tensor:
+    """Mean over the mask head's output grid of each box's class logits.
+
+    Args:
+        roi_head: A RoI head with a mask branch (``_mask_forward``).
+        feats (Sequence[Tensor]): Neck outputs (B, C, H, W).
+        boxes (Tensor): (N, 5) RoIs (batch index, x1, y1, x2, y2) in input
+            pixels.
+        labels (Tensor): Classes (N, ).
+
+    Returns:
+        Tensor: (N, ) mean logits of the mask of each box's class.
+    """
+    mask_preds = roi_head._mask_forward(tuple(feats), boxes)['mask_preds']
+    channel = labels if mask_preds.shape[1] > 1 else torch.zeros_like(labels)
+    rows = torch.arange(len(labels), device=labels.device)
+    return mask_preds[rows, channel].flatten(1).mean(dim=1)
+
+
+def mask_score_column(roi_head, feats: Sequence[Tensor], rois: Tensor,
+                      scalars: Tensor, labels: Tensor,
+                      img_shape: Sequence[int]) -> Tensor:
+    """``scalars`` with the score column replaced by the mean mask logit
+    (:func:`mean_mask_logits`) on each candidate's final box, the detached
+    decoded box clipped to ``img_shape`` as MMDetection decodes it."""
+    extents = scalars[:, 1:].detach()
+    boxes = (extents * extents.new_tensor([-1., -1., 1., 1.]))
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=img_shape[1])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=img_shape[0])
+    mask_rois = torch.cat([rois[:, :1], boxes], dim=1)
+    mask = mean_mask_logits(roi_head, feats, mask_rois, labels)
+    return torch.cat([mask[:, None], scalars[:, 1:]], dim=1)
+
+
 @register_adapter(StandardRoIHead)
 class TwoStageAdapter(DetectorAdapter):
     """Faster R-CNN and other ``TwoStageDetector`` s with a standard RoI head."""
 
     features = ('neck', 'backbone', 'roi')
+    score_targets = ('score', 'logit', 'mask')
     family = ('two-stage detectors with a StandardRoIHead and a standard '
               'BBoxHead (Faster / Mask R-CNN)')
     relies_on = ('predict_bbox', )
     detector_type = TwoStageDetector
+
+    def __init__(self, model, feature: str = 'neck',
+                 score_target: str = 'score') -> None:
+        super().__init__(model, feature, score_target)
+        if score_target == 'mask':
+            check_mask_target(model, feature)
 
     @classmethod
     def unsupported_reason(cls, model, part, registered: type
@@ -189,6 +288,8 @@ class TwoStageAdapter(DetectorAdapter):
         return reason
 
     def has_fast_path(self) -> bool:
+        if self.score_target == 'mask':  # another RoI head: exact path
+            return False
         if self.feature == 'roi':
             return True
         # neck: RoIAlign's adjoint (needs a linear, one-level-per-RoI pooling)
@@ -217,9 +318,13 @@ class TwoStageAdapter(DetectorAdapter):
             records: List[Tensor] = []
             private = shared_weights_copy(roi_head)
             with track_rcnn_candidates(private.bbox_head, records):
+                # with a mask head MMDetection's NMS runs in input pixels
                 results = private.predict_bbox(
                     detached, metas, proposals, roi_head.test_cfg,
-                    rescale=True)
+                    rescale=not roi_head.with_mask)
+            if roi_head.with_mask:
+                for res, meta in zip(results, metas):
+                    res.bboxes = rescale_like_mask_head(res.bboxes, meta)
         num_classes = roi_head.bbox_head.num_classes
         det_rois = []
         for img_idx, (res, inds) in enumerate(zip(results, records)):
@@ -228,7 +333,7 @@ class TwoStageAdapter(DetectorAdapter):
             rois[:, 0] = img_idx
             det_rois.append(rois)
             res.cand_roi = inds // num_classes
-        extras = dict(feats=feats, det_rois=det_rois)
+        extras = dict(feats=feats, det_rois=det_rois, metas=metas)
         strides = self.feature_strides(leaves) if leaves else []
         if self.feature == 'roi':
             extras['roi_feats'] = []
@@ -245,16 +350,8 @@ class TwoStageAdapter(DetectorAdapter):
                                 labels: Tensor) -> Tensor:
         bbox_head = self.model.roi_head.bbox_head
         cls_score, bbox_pred = bbox_head(roi_feats)
-        rows = torch.arange(len(labels), device=labels.device)
-        if self.score_target == 'logit':
-            score = cls_score[rows, labels]
-        else:
-            score = cls_score.softmax(-1)[rows, labels]
-        size = bbox_head.bbox_coder.encode_size
-        if not bbox_head.reg_class_agnostic:
-            bbox_pred = bbox_pred.view(len(rows), -1, size)[rows, labels]
-        boxes = bbox_head.bbox_coder.decode(rois[:, 1:], bbox_pred)
-        return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
+        return rcnn_scalars(bbox_head, cls_score, bbox_pred, rois, labels,
+                            self.score_target)
 
     def candidate_scalars(self, state: ForwardState, img_idx: int) -> Tensor:
         roi_head = self.model.roi_head
@@ -266,7 +363,12 @@ class TwoStageAdapter(DetectorAdapter):
             feats = state.extras['feats']
             roi_feats = roi_head.bbox_roi_extractor(
                 feats[:roi_head.bbox_roi_extractor.num_inputs], rois)
-        return self._scalars_from_roi_feats(roi_feats, rois, labels)
+        scalars = self._scalars_from_roi_feats(roi_feats, rois, labels)
+        if self.score_target == 'mask':
+            scalars = mask_score_column(
+                roi_head, state.extras['feats'], rois, scalars, labels,
+                state.extras['metas'][img_idx]['img_shape'])
+        return scalars
 
     def _pooled_gradients(self, roi_feats: Tensor, rois: Tensor,
                           labels: Tensor, attr_ids: Sequence[int]
