@@ -82,8 +82,10 @@ computed from detached features (no graph is kept) under
 ``torch.inference_mode()`` is refused with an error). The rest of the test
 config is read as usual (``nms.iou_threshold`` when
 ``OdamNMS(iou_threshold=None)``, ``nms.class_agnostic``); nothing else sees
-``odam_nms``. DETR-style detectors have no NMS; an ``odam_nms`` entry in their
-test config raises ``NotImplementedError`` instead of being silently ignored.
+``odam_nms``. DETR-style detectors have no NMS, and Cascade R-CNN's scores
+average every stage (the candidate maps cover one box head); an ``odam_nms``
+entry in their test config raises ``NotImplementedError`` instead of being
+silently ignored.
 """
 import copy
 import functools
@@ -791,13 +793,18 @@ def _classes():
     return BaseDenseHead, StandardRoIHead, DetectionTransformer
 
 
+def _cascade_class():
+    from mmdet.models.roi_heads import CascadeRoIHead
+    return CascadeRoIHead
+
+
 def install_odam_nms() -> None:
     """Wrap the predict methods so that ``test_cfg.odam_nms`` takes effect.
 
     Idempotent. ``BaseDenseHead.predict`` and ``StandardRoIHead.predict_bbox``
     run unchanged unless the head's test config (R-CNN: ``rcnn_test_cfg``) has
     ``odam_nms``; ``DetectionTransformer.predict`` (DETR and its variants)
-    raises ``NotImplementedError`` then. Heads that override ``predict`` /
+    and ``CascadeRoIHead.predict_bbox`` raise ``NotImplementedError`` then. Heads that override ``predict`` /
     ``predict_bbox`` themselves are not affected.
     """
     dense_cls, roi_cls, detr_cls = _classes()
@@ -828,6 +835,23 @@ def install_odam_nms() -> None:
             self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
             rescale)
 
+    cascade_cls = _cascade_class()
+    cascade_predict_bbox = cascade_cls.predict_bbox
+    _ORIGINALS.update(cascade_predict_bbox=cascade_predict_bbox)
+
+    @functools.wraps(cascade_predict_bbox)
+    def cascade_predict_bbox_wrapper(self, x, batch_img_metas,
+                                     rpn_results_list, rcnn_test_cfg,
+                                     rescale: bool = False, **kwargs):
+        if _odam_cfg(rcnn_test_cfg) is not None:
+            raise NotImplementedError(
+                'Odam-NMS is not supported for Cascade R-CNN (its scores '
+                'average every stage, the candidate maps cover one box head); '
+                'remove test_cfg.rcnn.odam_nms')
+        return cascade_predict_bbox(self, x, batch_img_metas,
+                                    rpn_results_list, rcnn_test_cfg,
+                                    rescale=rescale, **kwargs)
+
     @functools.wraps(detr_predict)
     def predict_detr(self, *args, **kwargs):
         if _odam_cfg(getattr(self.bbox_head, 'test_cfg', None)) is not None:
@@ -837,10 +861,12 @@ def install_odam_nms() -> None:
                 'test_cfg.odam_nms')
         return detr_predict(self, *args, **kwargs)
 
-    for fn in (predict, predict_bbox_wrapper, predict_detr):
+    for fn in (predict, predict_bbox_wrapper, predict_detr,
+               cascade_predict_bbox_wrapper):
         fn._odam_nms_wrapper = True
     dense_cls.predict = predict
     roi_cls.predict_bbox = predict_bbox_wrapper
+    cascade_cls.predict_bbox = cascade_predict_bbox_wrapper
     detr_cls.predict = predict_detr
 
 
@@ -851,4 +877,5 @@ def uninstall_odam_nms() -> None:
         return
     dense_cls.predict = _ORIGINALS['dense_predict']
     roi_cls.predict_bbox = _ORIGINALS['predict_bbox']
+    _cascade_class().predict_bbox = _ORIGINALS['cascade_predict_bbox']
     detr_cls.predict = _ORIGINALS['detr_predict']

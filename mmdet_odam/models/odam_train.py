@@ -534,6 +534,7 @@ def odam_train_losses(detector, odam: OdamTrainLoss, batch_inputs: Tensor,
     computation (features, head outputs, target assignment), so nothing is run
     twice and the detection losses are exactly MMDetection's.
     """
+    check_odam_train_support(detector)
     store: dict = {}
     with ExitStack() as stack:
         stack.enter_context(_wrap(detector, 'extract_feat',
@@ -581,6 +582,23 @@ def odam_train_losses(detector, odam: OdamTrainLoss, batch_inputs: Tensor,
     return losses
 
 
+def check_odam_train_support(detector) -> None:
+    """Refuse, in one line, detectors whose losses Odam-Train cannot read.
+
+    Raises:
+        TypeError: Cascade R-CNN (one ``bbox_loss`` per stage, called with the
+            stage) and DINO (its head's loss sees the denoising queries in
+            front of the matched ones).
+    """
+    from mmdet.models.detectors import DINO
+    from mmdet.models.roi_heads import CascadeRoIHead
+    if isinstance(getattr(detector, 'roi_head', None), CascadeRoIHead) or \
+            isinstance(detector, DINO):
+        raise TypeError(f'Odam-Train does not support '
+                        f'{type(detector).__name__}: its losses are not '
+                        'those of one StandardRoIHead / DETRHead')
+
+
 def install_odam_train(detector, odam: OdamTrainLoss,
                        active=lambda: True) -> None:
     """Make ``detector.loss`` add Odam-Train losses (idempotent).
@@ -591,6 +609,7 @@ def install_odam_train(detector, odam: OdamTrainLoss,
         active (callable): Returns False to skip the terms (warm-up); they are
             then logged as zeros.
     """
+    check_odam_train_support(detector)
     original = getattr(detector, '_odam_original_loss', None) or detector.loss
 
     def loss(batch_inputs, batch_data_samples):

@@ -10,11 +10,14 @@ Scalars of a detection from RoI ``r`` and class ``c``, as MMDetection computes
 them: ``score`` = softmax of the stage-averaged class logits
 ``mean_s head_s(RoIAlign(A, roi_s(r)))`` at ``c`` (``logit``: that averaged
 logit); box extents = the last stage's class-``c`` deltas decoded on the last
-stage's RoI. Every stage's RoIAlign reads the explained map. The RoIs
-themselves are constants: MMDetection refines them without gradients (in
-training under ``torch.no_grad()``) and mmcv's RoIAlign has no gradient in its
-boxes, so the gradient w.r.t. the map is the sum over stages of each stage's
-RoIAlign path. Only the exact path (one autograd call per pair) is offered.
+stage's RoI. Every stage's RoIAlign reads the explained map, and each
+stage's RoI is computed again from the proposal with the graph kept
+(``regress_by_class`` of the previous stage's deltas at its arg-max class), so
+the box extents also follow how earlier stages moved the RoI: the gradient is
+that of MMDetection's own ``_refine_roi`` and decoding under autograd. (mmcv's
+RoIAlign has no gradient in its boxes, so the scores depend on the RoIs only
+through what they pool.) Hence only the exact path (one autograd call per
+pair): RoIAlign's adjoint per stage would miss the RoI chain of the box.
 """
 from typing import List, Optional
 
@@ -22,6 +25,7 @@ import torch
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
+from mmdet.structures.bbox import get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -114,13 +118,20 @@ class CascadeAdapter(TwoStageAdapter):
         roi_head = self.model.roi_head
         res = state.results[img_idx]
         feats = state.extras['feats']
+        meta = state.extras['metas'][img_idx]
+        rois = state.extras['stage_rois'][0][img_idx][res.cand_roi]
         logits_sum = 0
         for stage in range(roi_head.num_stages):
-            rois = state.extras['stage_rois'][stage][img_idx][res.cand_roi]
             extractor = roi_head.bbox_roi_extractor[stage]
-            cls_score, bbox_pred = roi_head.bbox_head[stage](
+            bbox_head = roi_head.bbox_head[stage]
+            cls_score, bbox_pred = bbox_head(
                 extractor(feats[:extractor.num_inputs], rois))
             logits_sum = logits_sum + cls_score  # summed in stage order
+            if stage < roi_head.num_stages - 1:  # as CascadeRoIHead refines
+                refined = bbox_head.regress_by_class(
+                    rois[:, 1:], cls_score[:, :-1].argmax(dim=1), bbox_pred,
+                    meta)
+                rois = torch.cat([rois[:, :1], get_box_tensor(refined)], 1)
         return rcnn_scalars(roi_head.bbox_head[-1],
                             logits_sum / float(roi_head.num_stages),
                             bbox_pred, rois, res.labels, self.score_target)
