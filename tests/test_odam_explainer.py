@@ -448,10 +448,10 @@ def test_recorded_group_norm_statistics_match_their_definition():
 
 
 @pytest.mark.parametrize('config,named', [
-    ('mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
-     'CascadeRCNN with CascadeRoIHead'),
-    ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
-     'DeformableDETR with DeformableDETRHead'),
+    ('mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py',
+     'SparseRCNN with SparseRoIHead'),
+    ('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
+     'ConditionalDETR with ConditionalDETRHead'),
     ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', 'YOLOX with YOLOXHead')])
 def test_unsupported_family_is_one_line_naming_the_supported(config, named,
                                                              models):
