@@ -446,3 +446,60 @@ def test_odam_train_refused_in_one_line(family, models):
         install_odam_train(model, OdamTrainLoss())
     assert '\n' not in str(e.value)
     assert not hasattr(model, '_odam_original_loss')
+
+
+@pytest.mark.parametrize('family', ['mask', 'deformable'])
+def test_odam_train_reaches_mask_rcnn_and_deformable(family):
+    """Odam-Train on Mask R-CNN (the box branch's StandardRoIHead losses) and
+    Deformable DETR: the terms exist, are finite and reach the backbone."""
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    from mmdet_odam.models import OdamTrainLoss, install_odam_train
+    model = build(family).train()
+    install_odam_train(model, OdamTrainLoss())
+    shape = (128, 160)
+    sample = DetDataSample(metainfo=dict(
+        img_shape=shape, ori_shape=shape, pad_shape=shape,
+        batch_input_shape=shape, scale_factor=(1., 1.)))
+    boxes = torch.tensor([[10., 10., 60., 90.], [40., 20., 100., 100.]])
+    masks = np.zeros((2, *shape), np.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+        masks[k, y1:y2, x1:x2] = 1
+    sample.gt_instances = InstanceData(bboxes=boxes,
+                                       labels=torch.tensor([0, 1]),
+                                       masks=BitmapMasks(masks, *shape))
+    torch.manual_seed(1)
+    losses = model.loss(torch.randn(1, 3, *shape), [sample])
+    odam = losses['loss_odam_con'] + losses['loss_odam_sep']
+    assert bool(torch.isfinite(odam)) and float(odam) > 0
+    grad, = torch.autograd.grad(odam, model.backbone.conv1.weight)
+    assert float(grad.abs().sum()) > 0
+
+
+def test_tools_explain_score_target_mask_refused_for_cascade(tmp_path,
+                                                            models, image,
+                                                            capsys):
+    """--score-target mask on a detector without a mask target: one line,
+    nothing written."""
+    import importlib.util
+
+    import cv2
+    spec = importlib.util.spec_from_file_location(
+        '_explain_tool', osp.join(ROOT, 'tools/explain.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = tmp_path / 'cascade_tiny.py'
+    tiny_config('cascade').dump(str(config))
+    checkpoint = tmp_path / 'cascade.pth'
+    torch.save({'state_dict': models['cascade'].state_dict()}, checkpoint)
+    img_path = tmp_path / 'img.png'
+    cv2.imwrite(str(img_path), image)
+    out = tmp_path / 'out'
+    code = tool.main([str(config), str(checkpoint), str(img_path),
+                      '--out-dir', str(out), '--device', 'cpu',
+                      '--score-target', 'mask'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith('error: score_target must be')
+    assert not out.exists()

@@ -85,6 +85,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--feature', default='neck',
                    help="explained feature map: 'neck', 'backbone' or a "
                    "family-specific one such as 'roi' or DETR's 'encoder'")
+    p.add_argument('--score-target', default='score',
+                   help="what the 'score' map explains: 'score' (the "
+                   "detector's confidence), 'logit', or 'mask' (mean mask "
+                   'logit of the class, detectors with a mask head)')
     p.add_argument('--grad-mode', default='pos_relu',
                    help="'pos_relu', 'neg_relu', 'pos' or 'abs'")
     p.add_argument('--smooth', default='adaptive',
@@ -189,6 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     explainer_cfg = dict(type='ODAM', feature=args.feature,
                          grad_mode=args.grad_mode,
+                         score_target=args.score_target,
                          smooth=parse_smooth(args.smooth), method=args.method,
                          cell_position=args.cell_position,
                          chunk_size=args.chunk_size)
