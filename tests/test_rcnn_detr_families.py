@@ -237,8 +237,8 @@ def test_exact_gradients_equal_autograd(family, models, image):
     model = models[family]
     inputs, samples = preprocess(model, image)
     adapter = build_adapter(model, 'neck')
-    # Mask R-CNN's boxes are Faster R-CNN's: RoIAlign's adjoint is exact
-    assert adapter.has_fast_path() == (family == 'mask')
+    # R-CNNs: RoIAlign's adjoint per stage, exact
+    assert adapter.has_fast_path() == (family in ('mask', 'cascade'))
     dets = [0, 1]
     with torch.enable_grad():
         state = adapter.forward(inputs, samples)
@@ -392,15 +392,21 @@ def test_backbone_feature_detr_like(models, image):
 
 @pytest.mark.parametrize('family', ['cascade', 'deformable'])
 def test_explain_api_runs(family, models, image):
-    out = explain(models[family], image, targets=('score', 'combined'),
-                  score_thr=0.0)
+    """explain() end to end; on Cascade the default (batched) maps equal
+    method='exact' (windows of several stages summed per level)."""
+    targets = ('score', 'x1', 'y2', 'combined')
+    out = explain(models[family], image, targets=targets, score_thr=0.0)
     pred = out.pred_instances
-    assert len(pred) > 0 and pred.heatmaps.targets == ('score', 'combined')
-    dense = pred.heatmaps.to_dense() if hasattr(pred.heatmaps, 'to_dense') \
-        else None
-    if dense is not None:
-        assert dense.shape[-2:] == image.shape[:2]
-        assert float(dense.max()) <= 1.0 and float(dense.min()) >= 0.0
+    assert len(pred) > 0 and pred.heatmaps.targets == targets
+    maps = pred.heatmaps.to_tensor()
+    assert maps.shape == (len(pred), len(targets), *image.shape[:2])
+    assert float(maps.max()) <= 1 + 1e-6 and float(maps.min()) >= 0.0
+    if family == 'cascade':
+        exact = explain(models[family], image, targets=targets,
+                        explainer=ODAM(method='exact'), score_thr=0.0)
+        torch.testing.assert_close(
+            maps, exact.pred_instances.heatmaps.to_tensor(), rtol=1e-4,
+            atol=1e-4)
 
 
 def test_tools_explain_on_cascade(tmp_path, models, image):

@@ -16,10 +16,13 @@ stage's RoI is computed again from the proposal with the graph kept
 the box extents also follow how earlier stages moved the RoI: the gradient is
 that of MMDetection's own ``_refine_roi`` and decoding under autograd. (mmcv's
 RoIAlign has no gradient in its boxes, so the scores depend on the RoIs only
-through what they pool.) Hence only the exact path (one autograd call per
-pair): RoIAlign's adjoint per stage would miss the RoI chain of the box.
+through what they pool.) Batched path (neck, linear RoI extractors): every
+path from the map to a scalar passes through some stage's RoIAlign, so one
+backward to every stage's pooled features (RoI chain included) and each
+stage's RoIAlign adjoint give the exact gradient (:meth:`CascadeAdapter.
+fast_gradients`); ``method='exact'`` keeps one autograd call per pair.
 """
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.detectors import TwoStageDetector
@@ -30,10 +33,54 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ...utils.isolation import shared_weights_copy
-from .base import DetectorAdapter, ForwardState
+from .base import ATTRIBUTES, ForwardState, LevelGradients
 from .registry import overridden, register_adapter
-from .two_stage import (TwoStageAdapter, rcnn_scalars, rescale_like_mask_head,
+from .two_stage import (TwoStageAdapter, is_linear_roi_extractor,
+                        rcnn_scalars, rescale_like_mask_head,
+                        roi_align_adjoint, roi_levels, roi_windows,
                         track_rcnn_candidates)
+
+
+def merged_windows(pieces: Dict[Tuple[int, int], list],
+                   pairs: List[int]) -> List[LevelGradients]:
+    """Sum each (row, level)'s windows on their union window; one padded
+    piece per level.
+
+    Args:
+        pieces (dict): (row, level) -> list of (y0, x0, window (C, h, w)).
+        pairs (list[int]): Pair index of each row.
+
+    Returns:
+        list[LevelGradients]: Per level, windows (M, C, H, W) padded below /
+        right to the largest union on that level, with their offsets.
+    """
+    by_level: Dict[int, list] = {}
+    for (row, level), parts in sorted(pieces.items()):
+        top = min(y0 for y0, _, _ in parts)
+        left = min(x0 for _, x0, _ in parts)
+        bottom = max(y0 + win.shape[-2] for y0, _, win in parts)
+        right = max(x0 + win.shape[-1] for _, x0, win in parts)
+        union = parts[0][2].new_zeros(
+            (parts[0][2].shape[0], bottom - top, right - left))
+        for y0, x0, win in parts:
+            union[:, y0 - top:y0 - top + win.shape[-2],
+                  x0 - left:x0 - left + win.shape[-1]] += win
+        by_level.setdefault(level, []).append((pairs[row], top, left, union))
+    out = []
+    for level, items in sorted(by_level.items()):
+        height = max(win.shape[-2] for *_, win in items)
+        width = max(win.shape[-1] for *_, win in items)
+        grads = items[0][3].new_zeros(
+            (len(items), items[0][3].shape[0], height, width))
+        for k, (_, _, _, win) in enumerate(items):
+            grads[k, :, :win.shape[-2], :win.shape[-1]] = win
+        out.append(LevelGradients(
+            level=level, grads=grads,
+            offsets=torch.tensor([[top, left] for _, top, left, _ in items],
+                                 dtype=torch.long, device=grads.device),
+            pair_index=torch.tensor([pair for pair, *_ in items],
+                                    device=grads.device)))
+    return out
 
 
 @register_adapter(CascadeRoIHead)
@@ -69,7 +116,10 @@ class CascadeAdapter(TwoStageAdapter):
         return None
 
     def has_fast_path(self) -> bool:
-        return False
+        # RoIAlign's adjoint per stage, on every stage's FPN level
+        return self.feature == 'neck' and self.model.with_neck and all(
+            is_linear_roi_extractor(extractor)
+            for extractor in self.model.roi_head.bbox_roi_extractor)
 
     def forward(self, inputs: Tensor, data_samples,
                 keep_graph: bool = True) -> ForwardState:
@@ -118,14 +168,24 @@ class CascadeAdapter(TwoStageAdapter):
         roi_head = self.model.roi_head
         res = state.results[img_idx]
         feats = state.extras['feats']
-        meta = state.extras['metas'][img_idx]
-        rois = state.extras['stage_rois'][0][img_idx][res.cand_roi]
+
+        def pool(stage: int, rois: Tensor) -> Tensor:
+            extractor = roi_head.bbox_roi_extractor[stage]
+            return extractor(feats[:extractor.num_inputs], rois)
+
+        return self._chain_scalars(
+            state.extras['stage_rois'][0][img_idx][res.cand_roi], res.labels,
+            state.extras['metas'][img_idx], pool)
+
+    def _chain_scalars(self, rois: Tensor, labels: Tensor, meta: dict,
+                       pool: Callable[[int, Tensor], Tensor]) -> Tensor:
+        """Scalars (N, 5) of N candidates from their proposals (N, 5), each
+        stage's RoI features given by ``pool(stage, rois)``."""
+        roi_head = self.model.roi_head
         logits_sum = 0
         for stage in range(roi_head.num_stages):
-            extractor = roi_head.bbox_roi_extractor[stage]
             bbox_head = roi_head.bbox_head[stage]
-            cls_score, bbox_pred = bbox_head(
-                extractor(feats[:extractor.num_inputs], rois))
+            cls_score, bbox_pred = bbox_head(pool(stage, rois))
             logits_sum = logits_sum + cls_score  # summed in stage order
             if stage < roi_head.num_stages - 1:  # as CascadeRoIHead refines
                 refined = bbox_head.regress_by_class(
@@ -134,8 +194,75 @@ class CascadeAdapter(TwoStageAdapter):
                 rois = torch.cat([rois[:, :1], get_box_tensor(refined)], 1)
         return rcnn_scalars(roi_head.bbox_head[-1],
                             logits_sum / float(roi_head.num_stages),
-                            bbox_pred, rois, res.labels, self.score_target)
+                            bbox_pred, rois, labels, self.score_target)
 
+    def fast_gradients(self, state: ForwardState, img_idx: int,
+                       det_ids: Sequence[int], attr_ids: Sequence[int]
+                       ) -> Optional[List[LevelGradients]]:
+        """Every (detection, attribute) gradient from one backward.
+
+        Every path from the map to a scalar runs through some stage's
+        RoIAlign (the RoIs enter RoIAlign without a gradient), so with each
+        stage's pooled features as leaves one backward of the T * D copies
+        gives dY/d(pooled_s) of every pair and stage, RoI chain included;
+        each stage's RoIAlign adjoint (:func:`~.two_stage.roi_align_adjoint`)
+        carries it to the RoI's level, and a pair's windows of one level
+        (from several stages) are summed on their union window: exact.
+        """
+        if not self.has_fast_path():
+            return None
+        roi_head = self.model.roi_head
+        res = state.results[img_idx]
+        det_ids = torch.as_tensor(det_ids, dtype=torch.long,
+                                  device=res.labels.device)
+        copies, num_dets = len(attr_ids), len(det_ids)
+        feats = tuple(f.detach() for f in state.extras['feats'])
+        leaves: List[Tensor] = []
+        pooled_rois: List[Tensor] = []
+
+        def pool(stage: int, rois: Tensor) -> Tensor:
+            extractor = roi_head.bbox_roi_extractor[stage]
+            rois = rois.detach().type_as(feats[0])
+            with torch.no_grad():
+                pooled = extractor(feats[:extractor.num_inputs], rois)
+            leaves.append(pooled.requires_grad_())
+            pooled_rois.append(rois)
+            return pooled
+
+        own = torch.as_tensor(list(attr_ids), device=det_ids.device)
+        own = own.repeat_interleave(num_dets)  # row t * D + d
+        with torch.enable_grad():
+            proposals = state.extras['stage_rois'][0][img_idx][
+                res.cand_roi[det_ids]]
+            scalars = self._chain_scalars(
+                proposals.repeat(copies, 1), res.labels[det_ids].repeat(
+                    copies), state.extras['metas'][img_idx], pool)
+            grads = torch.autograd.grad(
+                scalars[torch.arange(len(own), device=own.device),
+                        own].sum(), leaves, allow_unused=True)
+        pairs = (det_ids.repeat(copies) * len(ATTRIBUTES) + own).tolist()
+        # (row, level) -> [(y0, x0, window)] over stages
+        pieces: dict = {}
+        for stage, (grad, rois) in enumerate(zip(grads, pooled_rois)):
+            if grad is None:
+                continue
+            extractor = roi_head.bbox_roi_extractor[stage]
+            rois = rois[:num_dets]  # the T copies of a detection share it
+            levels = roi_levels(extractor, rois)
+            for level in levels.unique().tolist():
+                sel = (levels == level).nonzero()[:, 0]
+                layer = extractor.roi_layers[level]
+                offsets, sizes = roi_windows(rois[sel], layer,
+                                             feats[level].shape[-2:])
+                for k, det in enumerate(sel.tolist()):
+                    (y0, x0), (h, w) = offsets[k].tolist(), sizes[k].tolist()
+                    adjoint = roi_align_adjoint(
+                        layer, rois[det:det + 1], offsets[k:k + 1], (h, w))
+                    for row in range(det, len(own), num_dets):
+                        window = grad[row].flatten(1) @ adjoint[0].flatten(1)
+                        pieces.setdefault((row, level), []).append(
+                            (y0, x0, window.view(-1, h, w)))
+        return merged_windows(pieces, pairs)
     def candidate_locations(self, state: ForwardState,
                             img_idx: int) -> InstanceData:
         rois = state.extras['stage_rois'][-1][img_idx]
