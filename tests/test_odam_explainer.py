@@ -450,8 +450,8 @@ def test_recorded_group_norm_statistics_match_their_definition():
 @pytest.mark.parametrize('config,named', [
     ('mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py',
      'SparseRCNN with SparseRoIHead'),
-    ('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py',
-     'ConditionalDETR with ConditionalDETRHead'),
+    ('mmdet::grid_rcnn/grid-rcnn_r50_fpn_gn-head_2x_coco.py',
+     'GridRCNN with GridRoIHead'),
     ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', 'YOLOX with YOLOXHead')])
 def test_unsupported_family_is_one_line_naming_the_supported(config, named,
                                                              models):

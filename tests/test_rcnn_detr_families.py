@@ -35,7 +35,11 @@ CONFIGS = {
     'deformable': 'configs/deformable_detr/'
                   'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
     'dino': 'configs/dino/dino-4scale_r50_8xb2-12e_coco.py',
+    'conditional': 'configs/conditional_detr/'
+                   'conditional-detr_r50_8xb2-50e_coco.py',
+    'dab': 'configs/dab_detr/dab-detr_r50_8xb2-50e_coco.py',
 }
+DETR_LIKE = ('deformable', 'dino', 'conditional', 'dab')
 R18 = dict(type='ResNet', depth=18, num_stages=4, frozen_stages=-1,
            norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True,
            style='pytorch', init_cfg=None)
@@ -67,10 +71,12 @@ def tiny_config(family: str) -> Config:
         model.test_cfg.rpn.update(nms_pre=200, max_per_img=50)
         model.test_cfg.rcnn.max_per_img = 6
     else:
-        model.backbone = dict(R18, out_indices=(1, 2, 3))
+        multi_level = family in ('deformable', 'dino')
+        model.backbone = dict(R18, out_indices=(1, 2, 3) if multi_level
+                              else (3, ))
         # box sine embeddings are 4 x 128 wide: embed_dims stays 256
         set_keys(model, dict(feedforward_channels=64, num_classes=3))
-        model.neck.in_channels = [128, 256, 512]
+        model.neck.in_channels = [128, 256, 512] if multi_level else [512]
         model.encoder.num_layers = 1
         model.decoder.num_layers = 2
         model.num_queries = 30
@@ -267,7 +273,7 @@ def test_exact_gradients_equal_autograd(family, models, image):
                     _assert_grads_match(reference,
                                         fast.get(det * NUM_ATTRS + attr),
                                         len(leaves))
-    if family in ('deformable', 'dino'):  # attention reads every level
+    if family in DETR_LIKE:  # attention reads every level
         assert levels == set(range(len(leaves)))
 
 
@@ -306,7 +312,7 @@ def test_mask_target_is_the_mean_mask_logit(models, image):
     assert maps.targets == ('score', 'x2')
 
 
-@pytest.mark.parametrize('family', ['cascade', 'deformable', 'dino'])
+@pytest.mark.parametrize('family', ['cascade', *DETR_LIKE])
 def test_mask_target_refused_in_one_line(family, models):
     with pytest.raises(ValueError) as error:
         build_adapter(models[family], 'neck', score_target='mask')
@@ -354,7 +360,7 @@ def test_cascade_pre_nms_and_locations(models, image):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize('family', ['deformable', 'dino'])
+@pytest.mark.parametrize('family', DETR_LIKE)
 def test_detr_like_candidates(family, models, image):
     model = models[family]
     inputs, samples = preprocess(model, image)

@@ -1,5 +1,6 @@
-"""Adapter for Deformable DETR and DINO (``DeformableDETRHead`` and its
-subclasses, e.g. ``DINOHead``).
+"""Adapters for Deformable DETR and DINO (``DeformableDETRHead`` and its
+subclasses, e.g. ``DINOHead``), Conditional DETR and DAB-DETR (whose heads
+refine their references the same way, on one level).
 
 The detector's own ``forward_transformer`` runs on the explained multi-level
 maps (the ChannelMapper outputs, or the backbone stages through the neck), and
@@ -20,8 +21,9 @@ CUDA, which is differentiable in the value maps.
 from typing import Tuple
 
 import torch
-from mmdet.models.dense_heads import DeformableDETRHead
-from mmdet.models.detectors import DeformableDETR
+from mmdet.models.dense_heads import (ConditionalDETRHead, DABDETRHead,
+                                     DeformableDETRHead)
+from mmdet.models.detectors import DeformableDETR, DetectionTransformer
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -48,3 +50,14 @@ class DeformableDETRAdapter(DETRAdapter):
         queries = state.extras['cls'].shape[1]
         return InstanceData(cand_query=torch.arange(
             queries, device=state.extras['cls'].device))
+
+
+@register_adapter(ConditionalDETRHead, DABDETRHead)
+class ConditionalDETRAdapter(DeformableDETRAdapter):
+    """Conditional DETR and DAB-DETR: heads that, like Deformable DETR's,
+    add ``inverse_sigmoid(references)`` to their regression, on one
+    ChannelMapper level."""
+
+    family = 'Conditional / DAB-DETR'
+    relies_on = ('forward', 'predict_by_feat', '_predict_by_feat_single')
+    detector_type = DetectionTransformer
