@@ -300,3 +300,59 @@ def test_no_detection_to_refer_to_is_an_empty_result(models, image):
     rows = explain(models['fcos'], image, score_thr=1.1,
                    candidates=SuppressedCandidates()).pred_instances
     assert len(rows) == 0 and rows.heatmaps.to_tensor().shape[0] == 0
+
+
+TRAINED = ('configs/fcos/fcos_tiny_synthetic-crowd.py',
+           'checkpoints/fcos_tiny_synthetic-crowd.pth')
+
+
+def _explain_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('_explain_candidates_tool',
+                                                  'tools/explain.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('request_args,selector', [
+    (['--suppressed', '--max-suppressed', '2'],
+     lambda: SuppressedCandidates(max_per_detection=2)),
+    (['--box', '80', '90', '130', '190', 'person'],
+     lambda: MatchedCandidates([[80, 90, 130, 190]], 0))])
+def test_tool_writes_what_the_api_selects(request_args, selector, tmp_path,
+                                          capsys):
+    """tools/explain.py with candidate options writes the rows (and their
+    references) the API returns for the same request."""
+    import mmcv
+    from mmdet_odam.apis import init_explained_detector
+    from mmdet_odam.apis.export import load_heatmaps_npz
+    code = _explain_tool().main([*TRAINED, 'demo/crowd.png', '--out-dir',
+                                 str(tmp_path), '--targets', 'score',
+                                 *request_args])
+    assert code == 0, capsys.readouterr().err
+    assert 'candidate(s)' in capsys.readouterr().out
+    saved = np.load(tmp_path / 'crowd.npz')
+    model = init_explained_detector(*TRAINED)
+    rows = explain(model, mmcv.imread('demo/crowd.png'), targets=('score', ),
+                   candidates=selector()).pred_instances
+    assert len(rows) > 0
+    np.testing.assert_array_equal(saved['ref_index'], rows.ref_index.numpy())
+    np.testing.assert_allclose(saved['ref_iou'], rows.ref_iou.numpy(),
+                               atol=1e-6)
+    np.testing.assert_array_equal(saved['cand_index'],
+                                  rows.cand_index.numpy())
+    np.testing.assert_allclose(saved['scores'], rows.scores.numpy(),
+                               atol=1e-6)
+    maps = load_heatmaps_npz(tmp_path / 'crowd.npz')
+    np.testing.assert_allclose(maps[:, 0], rows.heatmaps.to_tensor()[:, 0],
+                               atol=2e-3)  # stored as float16
+
+
+def test_tool_refuses_unknown_classes_before_any_image(tmp_path, capsys):
+    code = _explain_tool().main([*TRAINED, 'demo/crowd.png', '--out-dir',
+                                 str(tmp_path), '--classes', 'dog'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == "error: unknown class 'dog'; classes: " \
+        'person'
+    assert not any(tmp_path.iterdir())
