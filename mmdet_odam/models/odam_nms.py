@@ -62,14 +62,18 @@ Decisions (documented for the README):
   on its map (exact); that partner search also runs block by block, only as
   far as the greedy pass goes.
 
-Integration (:func:`install_odam_nms`, run on ``import mmdet_odam``): thin
-class-level wrappers of ``BaseDenseHead.predict`` (FCOS, RetinaNet, ...) and
-``StandardRoIHead.predict_bbox`` (Faster R-CNN) call the original method
-unchanged unless the head's test config has an ``odam_nms`` entry::
+Integration: a detector built as ``type='OdamNMSDetector'`` (or passed to
+:func:`enable_odam_nms`) gets, on its own head instance only, a thin
+``predict`` (dense heads: FCOS, RetinaNet, ...) or ``predict_bbox`` (R-CNN)
+that calls the class's method unchanged unless the head's test config has
+an ``odam_nms`` entry; nothing changes for any other model of the process::
 
-    model = dict(test_cfg=dict(odam_nms=dict(type='OdamNMS')))        # dense
-    model = dict(test_cfg=dict(rcnn=dict(odam_nms=dict(               # R-CNN
-        type='OdamNMS', iou_threshold=0.6, t_high=0.7, t_low=0.3))))
+    model = dict(type='OdamNMSDetector', detector_type='FCOS',       # dense
+                 test_cfg=dict(odam_nms=dict(type='OdamNMS')))
+    model = dict(type='OdamNMSDetector', detector_type='FasterRCNN', # R-CNN
+                 test_cfg=dict(rcnn=dict(odam_nms=dict(
+                     type='OdamNMS', iou_threshold=0.6, t_high=0.7,
+                     t_low=0.3))))
 
 With it, the head's own post-processing runs up to NMS (same score threshold,
 ``nms_pre``, score factors, rescaling and ``min_bbox_size`` filter as mmdet),
@@ -82,17 +86,15 @@ computed from detached features (no graph is kept) under
 ``torch.inference_mode()`` is refused with an error). The rest of the test
 config is read as usual (``nms.iou_threshold`` when
 ``OdamNMS(iou_threshold=None)``, ``nms.class_agnostic``); nothing else sees
-``odam_nms``. DETR-style detectors have no NMS, and Cascade R-CNN's scores
-average every stage (the candidate maps cover one box head); an ``odam_nms``
-entry in their test config raises ``NotImplementedError`` instead of being
-silently ignored.
+``odam_nms``. DETR-style detectors have no NMS: building one as an
+``OdamNMSDetector`` raises ``NotImplementedError`` instead of silently
+ignoring the entry.
 """
 import copy
-import functools
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmdet.registry import TASK_UTILS
+from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import (bbox2roi, get_box_tensor, get_box_wh,
                                    scale_boxes)
 from mmengine.structures import InstanceData
@@ -668,9 +670,9 @@ class OdamNMS:
         proposals = [res.bboxes for res in rpn_results_list]
         rois = bbox2roi(proposals)
         if rois.shape[0] == 0:
-            return _ORIGINALS['predict_bbox'](roi_head, x, batch_img_metas,
-                                              rpn_results_list,
-                                              rcnn_test_cfg, rescale)
+            return type(roi_head).predict_bbox(
+                roi_head, x, batch_img_metas, rpn_results_list,
+                rcnn_test_cfg, rescale)
         x = tuple(f.detach() for f in x)
         with torch.no_grad():
             bbox_results = roi_head._bbox_forward(x, rois)
@@ -767,10 +769,7 @@ def _check_grad_mode() -> None:
             '(as mmdet test loops do), not torch.inference_mode()')
 
 
-# -- installation -------------------------------------------------------------
-_ORIGINALS: dict = {}
-
-
+# -- integration ----------------------------------------------------------------
 def _odam_cfg(test_cfg):
     if test_cfg is None or not hasattr(test_cfg, 'get'):
         return None
@@ -786,96 +785,83 @@ def build_odam_nms(cfg) -> OdamNMS:
     return TASK_UTILS.build(cfg)
 
 
-def _classes():
+def _odam_predict_dense(self, x, batch_data_samples, rescale: bool = False):
+    """``predict`` of a dense head with Odam-NMS enabled (see
+    :func:`enable_odam_nms`): Odam-NMS when its test config asks for it."""
+    cfg = _odam_cfg(self.test_cfg)
+    if cfg is None:
+        return type(self).predict(self, x, batch_data_samples,
+                                  rescale=rescale)
+    return build_odam_nms(cfg).predict_dense(self, x, batch_data_samples,
+                                             rescale)
+
+
+def _odam_predict_bbox(self, x, batch_img_metas, rpn_results_list,
+                       rcnn_test_cfg, rescale: bool = False):
+    """``predict_bbox`` of an RoI head with Odam-NMS enabled."""
+    cfg = _odam_cfg(rcnn_test_cfg)
+    if cfg is None:
+        return type(self).predict_bbox(self, x, batch_img_metas,
+                                       rpn_results_list, rcnn_test_cfg,
+                                       rescale=rescale)
+    return build_odam_nms(cfg).predict_rcnn(
+        self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg, rescale)
+
+
+def enable_odam_nms(model):
+    """Let ``test_cfg.odam_nms`` take effect on this one detector.
+
+    The detector's own head gets an instance-level ``predict`` (dense heads
+    that keep ``BaseDenseHead.predict``) or ``predict_bbox`` (RoI heads that
+    keep ``StandardRoIHead.predict_bbox``) that runs the class's method
+    unchanged unless the test config has ``odam_nms``; no class and no other
+    model changes. Idempotent.
+
+    Returns:
+        The same model.
+
+    Raises:
+        NotImplementedError: For detectors without NMS (DETR-style) or whose
+            head overrides the method the integration replaces.
+    """
     from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
     from mmdet.models.detectors import DetectionTransformer
     from mmdet.models.roi_heads import StandardRoIHead
-    return BaseDenseHead, StandardRoIHead, DetectionTransformer
+    name = type(model).__name__
+    roi_head = getattr(model, 'roi_head', None)
+    if isinstance(model, DetectionTransformer):
+        raise NotImplementedError(
+            f'Odam-NMS is not supported for {name}: DETR-style detectors '
+            'have no NMS; remove test_cfg.odam_nms')
+    if isinstance(roi_head, StandardRoIHead) and \
+            type(roi_head).predict_bbox is StandardRoIHead.predict_bbox:
+        roi_head.predict_bbox = _odam_predict_bbox.__get__(roi_head)
+    elif isinstance(getattr(model, 'bbox_head', None), BaseDenseHead) and \
+            roi_head is None and \
+            type(model.bbox_head).predict is BaseDenseHead.predict:
+        model.bbox_head.predict = _odam_predict_dense.__get__(
+            model.bbox_head)
+    else:
+        head = roi_head if roi_head is not None else \
+            getattr(model, 'bbox_head', None)
+        raise NotImplementedError(
+            f'Odam-NMS is not supported for {name} with '
+            f'{type(head).__name__}: it replaces BaseDenseHead.predict or '
+            'StandardRoIHead.predict_bbox, which this head does not use')
+    return model
 
 
-def _cascade_class():
-    from mmdet.models.roi_heads import CascadeRoIHead
-    return CascadeRoIHead
+@MODELS.register_module()
+def OdamNMSDetector(detector_type: str, **kwargs):  # noqa: N802 (a type)
+    """Config entry building a detector with Odam-NMS enabled::
 
+        model = dict(type='OdamNMSDetector', detector_type='FCOS',
+                     test_cfg=dict(odam_nms=dict(type='OdamNMS')))
 
-def install_odam_nms() -> None:
-    """Wrap the predict methods so that ``test_cfg.odam_nms`` takes effect.
-
-    Idempotent. ``BaseDenseHead.predict`` and ``StandardRoIHead.predict_bbox``
-    run unchanged unless the head's test config (R-CNN: ``rcnn_test_cfg``) has
-    ``odam_nms``; ``DetectionTransformer.predict`` (DETR and its variants)
-    and ``CascadeRoIHead.predict_bbox`` raise ``NotImplementedError`` then. Heads that override ``predict`` /
-    ``predict_bbox`` themselves are not affected.
+    The rest of ``model`` is the ``detector_type``'s own arguments (inherit
+    them from its config), so checkpoints of the plain detector load as they
+    are (same module tree and state dict keys).
     """
-    dense_cls, roi_cls, detr_cls = _classes()
-    if getattr(dense_cls.predict, '_odam_nms_wrapper', False):
-        return
-    dense_predict = dense_cls.predict
-    predict_bbox = roi_cls.predict_bbox
-    detr_predict = detr_cls.predict
-    _ORIGINALS.update(dense_predict=dense_predict, predict_bbox=predict_bbox,
-                      detr_predict=detr_predict)
-
-    @functools.wraps(dense_predict)
-    def predict(self, x, batch_data_samples, rescale: bool = False):
-        cfg = _odam_cfg(self.test_cfg)
-        if cfg is None:
-            return dense_predict(self, x, batch_data_samples, rescale=rescale)
-        return build_odam_nms(cfg).predict_dense(self, x, batch_data_samples,
-                                                 rescale)
-
-    @functools.wraps(predict_bbox)
-    def predict_bbox_wrapper(self, x, batch_img_metas, rpn_results_list,
-                             rcnn_test_cfg, rescale: bool = False):
-        cfg = _odam_cfg(rcnn_test_cfg)
-        if cfg is None:
-            return predict_bbox(self, x, batch_img_metas, rpn_results_list,
-                                rcnn_test_cfg, rescale=rescale)
-        return build_odam_nms(cfg).predict_rcnn(
-            self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
-            rescale)
-
-    cascade_cls = _cascade_class()
-    cascade_predict_bbox = cascade_cls.predict_bbox
-    _ORIGINALS.update(cascade_predict_bbox=cascade_predict_bbox)
-
-    @functools.wraps(cascade_predict_bbox)
-    def cascade_predict_bbox_wrapper(self, x, batch_img_metas,
-                                     rpn_results_list, rcnn_test_cfg,
-                                     rescale: bool = False, **kwargs):
-        if _odam_cfg(rcnn_test_cfg) is not None:
-            raise NotImplementedError(
-                'Odam-NMS is not supported for Cascade R-CNN (its scores '
-                'average every stage, the candidate maps cover one box head); '
-                'remove test_cfg.rcnn.odam_nms')
-        return cascade_predict_bbox(self, x, batch_img_metas,
-                                    rpn_results_list, rcnn_test_cfg,
-                                    rescale=rescale, **kwargs)
-
-    @functools.wraps(detr_predict)
-    def predict_detr(self, *args, **kwargs):
-        if _odam_cfg(getattr(self.bbox_head, 'test_cfg', None)) is not None:
-            raise NotImplementedError(
-                'Odam-NMS is not supported for DETR-style detectors (they '
-                'have no NMS and no batched candidate maps); remove '
-                'test_cfg.odam_nms')
-        return detr_predict(self, *args, **kwargs)
-
-    for fn in (predict, predict_bbox_wrapper, predict_detr,
-               cascade_predict_bbox_wrapper):
-        fn._odam_nms_wrapper = True
-    dense_cls.predict = predict
-    roi_cls.predict_bbox = predict_bbox_wrapper
-    cascade_cls.predict_bbox = cascade_predict_bbox_wrapper
-    detr_cls.predict = predict_detr
+    return enable_odam_nms(MODELS.build(dict(type=detector_type, **kwargs)))
 
 
-def uninstall_odam_nms() -> None:
-    """Restore the original methods (undo :func:`install_odam_nms`)."""
-    dense_cls, roi_cls, detr_cls = _classes()
-    if not getattr(dense_cls.predict, '_odam_nms_wrapper', False):
-        return
-    dense_cls.predict = _ORIGINALS['dense_predict']
-    roi_cls.predict_bbox = _ORIGINALS['predict_bbox']
-    _cascade_class().predict_bbox = _ORIGINALS['cascade_predict_bbox']
-    detr_cls.predict = _ORIGINALS['detr_predict']
