@@ -436,18 +436,33 @@ def test_tools_explain_on_cascade(tmp_path, models, image):
     assert any(p.name.startswith('img') for p in out.iterdir())
 
 
-def test_odam_nms_refused_for_cascade(models, image):
-    model = models['cascade']
-    inputs, samples = preprocess(model, image)
-    saved = model.roi_head.test_cfg
-    model.roi_head.test_cfg = ConfigDict(dict(saved,
-                                              odam_nms=dict(type='OdamNMS')))
-    try:
-        with torch.no_grad(), pytest.raises(NotImplementedError) as error:
-            model.predict(inputs, samples)
-    finally:
-        model.roi_head.test_cfg = saved
-    assert 'Cascade' in str(error.value) and '\n' not in str(error.value)
+def test_odam_nms_refused_for_cascade(models):
+    from mmdet_odam.models.odam_nms import enable_odam_nms
+    with pytest.raises(NotImplementedError) as error:
+        enable_odam_nms(models['cascade'])
+    assert 'CascadeRoIHead' in str(error.value)
+    assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('family', ['cascade', 'dino'])
+def test_any_candidate_selectors(family, models, image):
+    """explain(candidates=...): Cascade's suppressed candidates (from its
+    last stage's NMS input) and DINO's best query for a given box; each row's
+    score is its candidate's own (recomputed from the adapter's scalars)."""
+    from mmdet_odam.explainers import MatchedCandidates, SuppressedCandidates
+    model = models[family]
+    if family == 'cascade':
+        selector = SuppressedCandidates(iou_thr=0.3)
+    else:
+        selector = MatchedCandidates(boxes=[[20., 20., 100., 90.]],
+                                     labels=[1])
+    out = explain(model, image, targets=('score', ), score_thr=0.0,
+                  candidates=selector)
+    pred = out.pred_instances
+    assert len(pred) > 0
+    assert pred.heatmaps.to_tensor().shape[:2] == (len(pred), 1)
+    if family == 'dino':
+        assert bool((pred.labels == 1).all())
 
 
 @pytest.mark.parametrize('family', ['cascade', 'dino'])

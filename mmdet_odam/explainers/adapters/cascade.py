@@ -263,6 +263,14 @@ class CascadeAdapter(TwoStageAdapter):
                         pieces.setdefault((row, level), []).append(
                             (y0, x0, window.view(-1, h, w)))
         return merged_windows(pieces, pairs)
+    def set_candidates(self, state: ForwardState, img_idx: int,
+                       rows: InstanceData) -> None:
+        # nothing precomputed per candidate: the scalars read ``cand_roi``
+        state.results[img_idx] = rows
+
+    def num_classes(self) -> int:
+        return self.model.roi_head.bbox_head[-1].num_classes
+
     def candidate_locations(self, state: ForwardState,
                             img_idx: int) -> InstanceData:
         rois = state.extras['stage_rois'][-1][img_idx]

@@ -20,14 +20,11 @@ CUDA, which is differentiable in the value maps.
 """
 from typing import Tuple
 
-import torch
 from mmdet.models.dense_heads import (ConditionalDETRHead, DABDETRHead,
                                      DeformableDETRHead)
 from mmdet.models.detectors import DeformableDETR, DetectionTransformer
-from mmengine.structures import InstanceData
 from torch import Tensor
 
-from .base import ForwardState
 from .detr import DETRAdapter
 from .registry import register_adapter
 
@@ -44,12 +41,6 @@ class DeformableDETRAdapter(DETRAdapter):
     def head_outputs(self, head_inputs: dict) -> Tuple[Tensor, Tensor]:
         return self.model.bbox_head(head_inputs['hidden_states'],
                                     head_inputs['references'])
-
-    def candidate_locations(self, state: ForwardState,
-                            img_idx: int) -> InstanceData:
-        queries = state.extras['cls'].shape[1]
-        return InstanceData(cand_query=torch.arange(
-            queries, device=state.extras['cls'].device))
 
 
 @register_adapter(ConditionalDETRHead, DABDETRHead)
