@@ -3,7 +3,8 @@ Deformable DETR and DINO (issue 14 families) on one image.
 
 Random weights (no pretrained weights can be downloaded here; time and
 memory do not depend on them), a random image kept at ``--size`` by the test
-pipeline, ``--num-dets`` detections x 5 attributes through ``explain()``
+pipeline, ``--num-dets`` detections x ``--targets`` (default the 5 attributes)
+through ``explain()``
 (exact path for Cascade and the DETR-likes, the batched RoIAlign-adjoint path
 for Mask R-CNN's boxes). Prints inference s, explain s, their ratio, and the
 peak RSS of the explain call minus that of a plain inference (peaks reset
@@ -12,7 +13,7 @@ between phases, as ``benchmarks/detr_encoder_speed.py`` does).
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/families_scale.py --threads 1 \
-        --size 800 1216 --num-dets 2 --families dino
+        --size 800 1216 --num-dets 1 --targets score --families dino
 """
 import argparse
 import os.path as osp
@@ -58,6 +59,8 @@ def main() -> None:
                    metavar=('H', 'W'))
     p.add_argument('--num-dets', type=int, default=2)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--targets', nargs='+', default=list(ATTRIBUTES),
+                   choices=list(ATTRIBUTES))
     p.add_argument('--families', nargs='+', default=list(CONFIGS),
                    choices=list(CONFIGS))
     args = p.parse_args()
@@ -79,12 +82,13 @@ def main() -> None:
         peak_inf = peak_rss_mb()
         reset_peak_rss()
         start = now()
-        out = explain(model, img, explainer=ODAM(), targets=ATTRIBUTES,
+        out = explain(model, img, explainer=ODAM(), targets=args.targets,
                       score_thr=0.0)
         t_exp = now() - start
         peak_exp = peak_rss_mb()
         dets = len(out.pred_instances)
-        print(f'| {family} | {args.size[0]}x{args.size[1]} | {dets} x 5 | '
+        print(f'| {family} | {args.size[0]}x{args.size[1]} | '
+              f'{dets} x {len(args.targets)} | '
               f'{t_inf:.2f} | {t_exp:.2f} | {t_exp / t_inf:.1f} | '
               f'{peak_exp - peak_inf:.0f} |', flush=True)
         del model, out
