@@ -44,7 +44,7 @@ from mmdet.apis import inference_detector, init_detector  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from mmdet_odam.models import candidate_maps, odam_nms  # noqa: E402
-from mmdet_odam.models.odam_nms import enable_odam_nms  # noqa: E402
+from mmdet_odam.models import enable_odam_nms  # noqa: E402
 
 TINY_CONFIG = 'configs/fcos/fcos_tiny_synthetic-crowd.py'
 R50_CONFIG = 'configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'

@@ -16,9 +16,10 @@ from mmengine.runner import load_checkpoint
 
 import mmdet_odam  # noqa: F401  (installs the wrappers)
 from mmdet_odam.models.candidate_maps import CandidateMapper
+from mmdet_odam.models import enable_odam_nms
 from mmdet_odam.models.odam_nms import (OdamNMS, batched_odam_nms,
-                                        enable_odam_nms, map_correlation,
-                                        odam_nms, pairwise_iou)
+                                        map_correlation, odam_nms,
+                                        pairwise_iou)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FCOS_CFG = osp.join(ROOT, 'configs/fcos/fcos_tiny_synthetic-crowd.py')

@@ -62,21 +62,10 @@ Decisions (documented for the README):
   on its map (exact); that partner search also runs block by block, only as
   far as the greedy pass goes.
 
-Integration: a detector built as ``type='OdamNMSDetector'`` (or passed to
-:func:`enable_odam_nms`) gets, on its own head instance only, a thin
-``predict`` (dense heads: FCOS, RetinaNet, ...) or ``predict_bbox`` (R-CNN)
-that calls the class's method unchanged unless the head's test config has
-an ``odam_nms`` entry; nothing changes for any other model of the process::
-
-    model = dict(type='OdamNMSDetector', detector_type='FCOS',       # dense
-                 test_cfg=dict(odam_nms=dict(type='OdamNMS')))
-    model = dict(type='OdamNMSDetector', detector_type='FasterRCNN', # R-CNN
-                 test_cfg=dict(rcnn=dict(odam_nms=dict(
-                     type='OdamNMS', iou_threshold=0.6, t_high=0.7,
-                     t_low=0.3))))
-
-With it, the head's own post-processing runs up to NMS (same score threshold,
-``nms_pre``, score factors, rescaling and ``min_bbox_size`` filter as mmdet),
+Detectors (built as ``OdamNMSDetector``, :mod:`.odam_nms_detector`) call
+:class:`OdamNMS` when their head's test config has ``odam_nms``: the head's
+own post-processing runs up to NMS (same score threshold, ``nms_pre``, score
+factors, rescaling and ``min_bbox_size`` filter as mmdet),
 the candidates' ODAM maps of their class logit are computed in batches by
 :class:`~mmdet_odam.models.candidate_maps.CandidateMapper` (dense heads:
 receptive-field patches of the neck features; R-CNN: the pooled RoI features),
@@ -94,7 +83,7 @@ import copy
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import (bbox2roi, get_box_tensor, get_box_wh,
                                    scale_boxes)
 from mmengine.structures import InstanceData
@@ -769,13 +758,7 @@ def _check_grad_mode() -> None:
             '(as mmdet test loops do), not torch.inference_mode()')
 
 
-# -- integration ----------------------------------------------------------------
-def _odam_cfg(test_cfg):
-    if test_cfg is None or not hasattr(test_cfg, 'get'):
-        return None
-    return test_cfg.get('odam_nms', None)
-
-
+# -- building -------------------------------------------------------------------
 def build_odam_nms(cfg) -> OdamNMS:
     """Build an :class:`OdamNMS` from a config dict (or pass one through)."""
     if isinstance(cfg, OdamNMS):
@@ -783,85 +766,3 @@ def build_odam_nms(cfg) -> OdamNMS:
     cfg = dict(cfg)
     cfg.setdefault('type', 'OdamNMS')
     return TASK_UTILS.build(cfg)
-
-
-def _odam_predict_dense(self, x, batch_data_samples, rescale: bool = False):
-    """``predict`` of a dense head with Odam-NMS enabled (see
-    :func:`enable_odam_nms`): Odam-NMS when its test config asks for it."""
-    cfg = _odam_cfg(self.test_cfg)
-    if cfg is None:
-        return type(self).predict(self, x, batch_data_samples,
-                                  rescale=rescale)
-    return build_odam_nms(cfg).predict_dense(self, x, batch_data_samples,
-                                             rescale)
-
-
-def _odam_predict_bbox(self, x, batch_img_metas, rpn_results_list,
-                       rcnn_test_cfg, rescale: bool = False):
-    """``predict_bbox`` of an RoI head with Odam-NMS enabled."""
-    cfg = _odam_cfg(rcnn_test_cfg)
-    if cfg is None:
-        return type(self).predict_bbox(self, x, batch_img_metas,
-                                       rpn_results_list, rcnn_test_cfg,
-                                       rescale=rescale)
-    return build_odam_nms(cfg).predict_rcnn(
-        self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg, rescale)
-
-
-def enable_odam_nms(model):
-    """Let ``test_cfg.odam_nms`` take effect on this one detector.
-
-    The detector's own head gets an instance-level ``predict`` (dense heads
-    that keep ``BaseDenseHead.predict``) or ``predict_bbox`` (RoI heads that
-    keep ``StandardRoIHead.predict_bbox``) that runs the class's method
-    unchanged unless the test config has ``odam_nms``; no class and no other
-    model changes. Idempotent.
-
-    Returns:
-        The same model.
-
-    Raises:
-        NotImplementedError: For detectors without NMS (DETR-style) or whose
-            head overrides the method the integration replaces.
-    """
-    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-    from mmdet.models.detectors import DetectionTransformer
-    from mmdet.models.roi_heads import StandardRoIHead
-    name = type(model).__name__
-    roi_head = getattr(model, 'roi_head', None)
-    if isinstance(model, DetectionTransformer):
-        raise NotImplementedError(
-            f'Odam-NMS is not supported for {name}: DETR-style detectors '
-            'have no NMS; remove test_cfg.odam_nms')
-    if isinstance(roi_head, StandardRoIHead) and \
-            type(roi_head).predict_bbox is StandardRoIHead.predict_bbox:
-        roi_head.predict_bbox = _odam_predict_bbox.__get__(roi_head)
-    elif isinstance(getattr(model, 'bbox_head', None), BaseDenseHead) and \
-            roi_head is None and \
-            type(model.bbox_head).predict is BaseDenseHead.predict:
-        model.bbox_head.predict = _odam_predict_dense.__get__(
-            model.bbox_head)
-    else:
-        head = roi_head if roi_head is not None else \
-            getattr(model, 'bbox_head', None)
-        raise NotImplementedError(
-            f'Odam-NMS is not supported for {name} with '
-            f'{type(head).__name__}: it replaces BaseDenseHead.predict or '
-            'StandardRoIHead.predict_bbox, which this head does not use')
-    return model
-
-
-@MODELS.register_module()
-def OdamNMSDetector(detector_type: str, **kwargs):  # noqa: N802 (a type)
-    """Config entry building a detector with Odam-NMS enabled::
-
-        model = dict(type='OdamNMSDetector', detector_type='FCOS',
-                     test_cfg=dict(odam_nms=dict(type='OdamNMS')))
-
-    The rest of ``model`` is the ``detector_type``'s own arguments (inherit
-    them from its config), so checkpoints of the plain detector load as they
-    are (same module tree and state dict keys).
-    """
-    return enable_odam_nms(MODELS.build(dict(type=detector_type, **kwargs)))
-
-
