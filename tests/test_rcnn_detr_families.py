@@ -437,7 +437,7 @@ def test_tools_explain_on_cascade(tmp_path, models, image):
 
 
 def test_odam_nms_refused_for_cascade(models):
-    from mmdet_odam.models.odam_nms import enable_odam_nms
+    from mmdet_odam.models import enable_odam_nms
     with pytest.raises(NotImplementedError) as error:
         enable_odam_nms(models['cascade'])
     assert 'CascadeRoIHead' in str(error.value)
