@@ -130,31 +130,38 @@ def _find(scores: torch.Tensor, boxes: torch.Tensor, score: float,
     return int(hit.nonzero()[0, 0])
 
 
-def reference_scalars(family: str, model, inputs, samples, detections):
+def reference_scalars(family: str, model, inputs, samples, detections,
+                      feature: str = 'neck'):
     """(leaves, Y) with Y (N, 5) the detections' scalars recomputed from
-    MMDetection's own modules, each candidate found by exhaustive search."""
+    MMDetection's own modules, each candidate found by exhaustive search;
+    the leaves are the neck outputs or (``'backbone'``) the backbone stages
+    run through the neck."""
     meta = samples[0].metainfo
     img_shape = meta['img_shape']
     scale = detections.bboxes.new_tensor(meta['scale_factor']).repeat(2)
     targets = detections.bboxes * scale  # input pixels
-    leaves = [f.detach().requires_grad_()
-              for f in model.extract_feat(inputs)]
+    if feature == 'backbone':
+        leaves = [s.detach().requires_grad_() for s in model.backbone(inputs)]
+        feats = list(model.neck(tuple(leaves)))
+    else:
+        feats = leaves = [f.detach().requires_grad_()
+                          for f in model.extract_feat(inputs)]
     if family in ('cascade', 'mask'):
         with torch.no_grad():
             proposals = model.rpn_head.predict(
-                tuple(f.detach() for f in leaves), samples, rescale=False)
+                tuple(f.detach() for f in feats), samples, rescale=False)
         rois = bbox2roi([proposals[0].bboxes])
         roi_head = model.roi_head
         if family == 'cascade':
             final_rois, cls_scores, bbox_preds = roi_head._refine_roi(
-                tuple(leaves), rois, [meta], (len(rois), ))
+                tuple(feats), rois, [meta], (len(rois), ))
             final_rois, logits, deltas = (final_rois[0], cls_scores[0],
                                           bbox_preds[0])
             head = roi_head.bbox_head[-1]
         else:
             head = roi_head.bbox_head
             logits, deltas = head(roi_head.bbox_roi_extractor(
-                tuple(leaves), rois))
+                tuple(feats), rois))
             final_rois = rois
         num_classes = head.num_classes
         probs = logits.softmax(-1)[:, :-1]
@@ -171,7 +178,7 @@ def reference_scalars(family: str, model, inputs, samples, detections):
             rows.append(torch.cat([probs[r, label, None],
                                    _signed(decoded[r, label])]))
         return leaves, torch.stack(rows)
-    head_in = model.forward_transformer(tuple(leaves), samples)
+    head_in = model.forward_transformer(tuple(feats), samples)
     cls, boxes = model.bbox_head(head_in['hidden_states'],
                                  head_in['references'])
     probs = cls[-1][0].sigmoid()
@@ -371,6 +378,27 @@ def test_detr_like_candidates(family, models, image):
     assert torch.equal(locations.cand_query, torch.arange(30))
     with pytest.raises(ValueError, match='no NMS'):
         adapter.pre_nms_candidates(state, 0)
+
+
+def test_backbone_feature_cascade(models, image):
+    """Cascade on feature='backbone' (exact path): every attribute's
+    gradient on the ResNet stages equals autograd through neck and stages."""
+    model = models['cascade']
+    inputs, samples = preprocess(model, image)
+    adapter = build_adapter(model, 'backbone')
+    assert not adapter.has_fast_path()
+    with torch.enable_grad():
+        state = adapter.forward(inputs, samples)
+        pieces = adapter.exact_gradients(state, 0, [0], list(range(5)))
+        leaves, ref = reference_scalars('cascade', model, inputs, samples,
+                                        state.results[0][[0]], 'backbone')
+        got = pasted_gradients(pieces, state)
+        for attr in range(NUM_ATTRS):
+            reference = torch.autograd.grad(ref[0, attr], leaves,
+                                            retain_graph=True,
+                                            allow_unused=True)
+            _assert_grads_match(reference, got.get(attr), len(leaves))
+    assert state.strides == [4, 8, 16, 32]
 
 
 def test_backbone_feature_detr_like(models, image):
