@@ -12,8 +12,12 @@ each image ``stem`` it writes, under ``--out-dir``:
 
 * ``<stem>/det<idx:03d>_<target>.png``: heat map of one detection and target
   over the image (RGB), the detection box drawn;
+* ``<stem>/det<idx:03d>_grid.png`` with ``--layout grid`` (or ``both``):
+  one figure per detection with all its maps side by side (``--layout grid``
+  writes these instead of the per-map overlays);
 * ``<stem>/gallery.png``: one tile per detection ('combined' map if explained,
   else the first target), or the image captioned "no detections";
+  every picture has a legend band: the map's name and a 0-1 colour bar;
 * ``<stem>.npz``: ``bboxes`` (N, 4) float32, ``scores`` (N,), ``labels``
   (N,), ``targets`` (T,) str and the maps, in [0, 1] on the original image
   grid, each cropped to its non-zero box (``heatmap_shape``,
@@ -99,6 +103,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--chunk-size', type=int, default=64,
                    help='detections whose gradients are computed together '
                    '(bounds memory; default 64)')
+    p.add_argument('--layout', default='separate',
+                   choices=('separate', 'grid', 'both'),
+                   help="'separate': one overlay per detection and map; "
+                   "'grid': one figure per detection with all its maps; "
+                   "'both'")
     p.add_argument('--dense-npz', action='store_true',
                    help='also store the maps as a dense (N, T, H, W) float16 '
                    'array in the npz (grows with the image size)')
@@ -253,7 +262,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      alpha=args.alpha, cmap=args.cmap,
                                      protected=protected,
                                      overwrite=args.overwrite,
-                                     dense=args.dense_npz)
+                                     dense=args.dense_npz,
+                                     layout=args.layout)
         except OutputConflictError as e:
             tqdm.write(f'warning: {path}: outputs not written: {e}' +
                        (f'; {OVERWRITE_HINT}' if e.overridable else ''),
