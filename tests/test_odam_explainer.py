@@ -129,7 +129,8 @@ def reference_scalar(family, model, inputs, samples, det, feature='neck'):
     return leaves, strides, values[index]
 
 
-def reference_map(feats, strides, y, meta, sigma_of_stride=None):
+def reference_map(feats, strides, y, meta, sigma_of_stride=None,
+                  retain_graph=False):
     """ReLU(sum_k Phi(dY/dA_k) * A_k), summed over levels and resized to the
     original image, in [0, 1].
 
@@ -138,7 +139,8 @@ def reference_map(feats, strides, y, meta, sigma_of_stride=None):
             cells) of Phi on that level, applied by scipy (zero outside the
             map, kernel radius ceil(3 sigma)); None: Phi is the identity.
     """
-    grads = torch.autograd.grad(y, feats, allow_unused=True)
+    grads = torch.autograd.grad(y, feats, allow_unused=True,
+                                retain_graph=retain_graph)
     total = torch.zeros(meta['ori_shape'][:2])
     for feat, grad, stride in zip(feats, grads, strides):
         if grad is None or not grad.any():

@@ -27,6 +27,17 @@ each image ``stem`` it writes, under ``--out-dir``:
   float16;
 * ``<stem>/.mmdet-odam-manifest.json``: the files above that it wrote.
 
+Candidates other than the final detections (the rows ``det<idx>`` then
+number; the npz adds ``ref_index``, ``ref_iou`` and the candidate identity
+``cand_*``; see ``mmdet_odam.explainers.candidates``):
+
+* ``--suppressed``: the candidates NMS removed around each detection
+  (``--suppressed-iou``, at most ``--max-suppressed`` per detection);
+* ``--classes C [C ...]``: each detection's own candidate scored for these
+  classes (names or indices), e.g. "bed" vs "bench";
+* ``--box X1 Y1 X2 Y2 CLASS`` (repeatable): the best candidate of CLASS for a
+  box in original-image pixels (e.g. a missed object), whatever its score.
+
 Files are never half-written (each goes to a temporary file, then is renamed)
 and the tool only replaces or removes its own files: those its manifest lists
 with unchanged content. A re-run into the same folder replaces them and
@@ -52,7 +63,7 @@ import math
 import os.path as osp
 import sys
 import warnings
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
 from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
@@ -111,6 +122,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--dense-npz', action='store_true',
                    help='also store the maps as a dense (N, T, H, W) float16 '
                    'array in the npz (grows with the image size)')
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--suppressed', action='store_true',
+                       help='explain the candidates NMS removed around each '
+                       'detection instead of the detections')
+    which.add_argument('--classes', nargs='+', default=None,
+                       help="explain each detection's candidate for these "
+                       'classes (names or indices)')
+    which.add_argument('--box', nargs=5, action='append', default=None,
+                       metavar=('X1', 'Y1', 'X2', 'Y2', 'CLASS'),
+                       help='explain the best candidate of CLASS for this box '
+                       '(original-image pixels; repeatable)')
+    p.add_argument('--suppressed-iou', type=float, default=0.5,
+                   help='IoU above which a candidate counts as suppressed by '
+                   'a detection (default 0.5)')
+    p.add_argument('--max-suppressed', type=int, default=5,
+                   help='suppressed candidates per detection, highest scores '
+                   'first (default 5)')
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing output files that this tool did '
                    'not write (never input images)')
@@ -169,6 +197,44 @@ def check_options(args: argparse.Namespace) -> List[str]:
     from mmdet_odam.visualization import check_colormap
     check_colormap(args.cmap)
     return targets
+
+
+def class_index(name: str, class_names: Optional[Sequence[str]]) -> int:
+    """A class given by name (of the model's classes) or by index."""
+    if class_names and name in class_names:
+        return list(class_names).index(name)
+    try:
+        return int(name)
+    except ValueError:
+        known = f'; classes: {", ".join(class_names)}' if class_names else ''
+        raise ValueError(f'unknown class {name!r}{known}') from None
+
+
+def candidate_selector(args: argparse.Namespace,
+                       class_names: Optional[Sequence[str]]):
+    """The candidates ``--suppressed``/``--classes``/``--box`` ask for, or
+    None for the final detections.
+
+    Raises:
+        ValueError: Unknown classes, malformed boxes, bad thresholds.
+    """
+    from mmdet_odam.explainers import (MatchedCandidates, OtherClasses,
+                                       SuppressedCandidates)
+    if args.suppressed:
+        return SuppressedCandidates(iou_thr=args.suppressed_iou,
+                                    max_per_detection=args.max_suppressed)
+    if args.classes:
+        return OtherClasses(
+            [class_index(c, class_names) for c in args.classes])
+    if args.box:
+        try:
+            boxes = [[float(v) for v in box[:4]] for box in args.box]
+        except ValueError:
+            raise ValueError('--box takes X1 Y1 X2 Y2 as numbers, got '
+                             f'{args.box}') from None
+        return MatchedCandidates(
+            boxes, [class_index(box[4], class_names) for box in args.box])
+    return None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -232,8 +298,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # config syntax, unknown model type
         return _fail(f'cannot build the detector from {args.config}: '
                      f'{type(e).__name__}: {e}'.splitlines()[0])
-    try:  # the detector family and the feature it has
-        build_adapter(model, explainer.feature, explainer.score_target)
+    try:  # the detector family, the feature it has, the candidates asked
+        adapter = build_adapter(model, explainer.feature,
+                                explainer.score_target)
+        selector = candidate_selector(args, (model.dataset_meta or {}).get(
+            'classes'))
+        if selector is not None:
+            selector.check(adapter)
     except (ValueError, TypeError) as e:
         return _fail(str(e))
 
@@ -252,7 +323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             sample = explain(model, image, explainer=explainer,
                              targets=targets, score_thr=args.score_thr,
-                             test_pipeline=pipeline)
+                             test_pipeline=pipeline, candidates=selector)
         except ValueError as e:  # explainer options the model cannot serve
             return _fail(str(e))
         sample.set_metainfo(dict(img_path=path))
@@ -279,7 +350,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         done += 1
         num_dets += saved['num_detections']
     skipped = len(images) + len(missing) - done
-    print(f'explained {num_dets} detection(s) in {done} image(s) -> '
+    rows = 'detection(s)' if selector is None else 'candidate(s)'
+    print(f'explained {num_dets} {rows} in {done} image(s) -> '
           f'{args.out_dir}' + (f' ({skipped} skipped)' if skipped else ''))
     if not done:
         return _fail('no image could be explained')

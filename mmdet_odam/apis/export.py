@@ -382,6 +382,7 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     png = encode_rgb_png(gallery)
     gallery_path = outputs.write(gallery_name, lambda f: f.write(png))
     arrays = dict(bboxes=bboxes, scores=scores, labels=labels,
+                  **candidate_arrays(pred),
                   targets=np.array(targets, dtype=str),
                   **compact_heatmap_arrays(crops, len(targets),
                                            (img_h, img_w)))
@@ -393,6 +394,16 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     kept = outputs.finish()
     return dict(npz=npz_path, gallery=gallery_path, overlays=overlays,
                 num_detections=len(bboxes), kept=kept)
+
+
+def candidate_arrays(pred) -> dict:
+    """What each explained row refers to (``ref_index``, ``ref_iou``) and
+    which candidate it is (``cand_*``), as numpy arrays, when present."""
+    names = ['ref_index', 'ref_iou'] + sorted(
+        k for k in pred.keys() if k.startswith('cand_'))
+    return {name: _numpy(pred.get(name),
+                         np.float32 if name == 'ref_iou' else np.int64)
+            for name in names if name in pred}
 
 
 def explanation_summary(sample, target: str = 'combined',

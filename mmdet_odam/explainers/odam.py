@@ -9,6 +9,7 @@ from torch import Tensor
 from ..registry import EXPLAINERS
 from ..structures import HeatMaps, MapWindows
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
+from .candidates import as_selectors
 from .heatmap import (GRAD_MODES, box_windows, check_cell_position,
                       gaussian_smooth, kernel_radius, odam_map,
                       smoothing_sigmas, support_box,
@@ -174,21 +175,28 @@ class ODAM:
     def explain_batch(self, model, inputs: Tensor,
                       data_samples: List[DetDataSample],
                       targets: Sequence[str] = TARGETS,
-                      score_thr: float = 0.3) -> List[DetDataSample]:
-        """Explain every detection of a preprocessed batch.
+                      score_thr: float = 0.3,
+                      candidates=None) -> List[DetDataSample]:
+        """Explain every detection of a preprocessed batch (or the
+        candidates a selector picks).
 
         Args:
             model: MMDetection detector (eval mode).
             inputs (Tensor): Preprocessed images (B, 3, H, W).
             data_samples (list[DetDataSample]): With image metainfo.
             targets (Sequence[str]): Subset of ``TARGETS`` in output order.
-            score_thr (float): Detections scoring below it are dropped.
+            score_thr (float): Detections scoring below it are dropped (and
+                not referred to by selectors).
+            candidates (CandidateSelector | list, optional): What to explain
+                instead of the final detections, one selector for all images
+                or one per image (:mod:`~mmdet_odam.explainers.candidates`).
 
         Returns:
             list[DetDataSample]: ``pred_instances`` with ``bboxes``,
-            ``scores``, ``labels`` and ``heatmaps`` (a
-            :class:`~mmdet_odam.structures.HeatMaps` of N x T maps on the
-            original image, in [0, 1]);
+            ``scores``, ``labels``, the candidate identity fields
+            (``cand_*``), ``ref_index``/``ref_iou`` (what each row refers to)
+            and ``heatmaps`` (a :class:`~mmdet_odam.structures.HeatMaps` of
+            N x T maps on the original image, in [0, 1]);
             ``metainfo['targets']`` names the T maps.
         """
         targets = tuple(targets)
@@ -203,6 +211,9 @@ class ODAM:
         if 'combined' in targets:
             slots += [a for a in range(len(ATTRIBUTES)) if a not in slots]
         adapter = build_adapter(model, self.feature, self.score_target)
+        selectors = as_selectors(candidates, len(data_samples))
+        for selector in selectors:
+            selector.check(adapter)
         metas = [ds.metainfo for ds in data_samples]
         with torch.enable_grad():
             fast = self.uses_fast_path(adapter)
@@ -214,11 +225,14 @@ class ODAM:
             state = adapter.forward(inputs, data_samples, keep_graph=not fast)
             outputs = []
             for img_idx, sample in enumerate(data_samples):
-                res = state.results[img_idx]
-                keep = (res.scores >= score_thr).nonzero()[:, 0]
-                maps = self._image_maps(adapter, state, img_idx, keep, slots,
-                                        metas[img_idx], targets)
-                outputs.append(self._pack(sample, res[keep], maps, targets,
+                rows = selectors[img_idx].select(adapter, state, img_idx,
+                                                 score_thr)
+                adapter.set_candidates(state, img_idx, rows)
+                maps = self._image_maps(
+                    adapter, state, img_idx,
+                    torch.arange(len(rows), device=rows.labels.device),
+                    slots, metas[img_idx], targets)
+                outputs.append(self._pack(sample, rows, maps, targets,
                                           slots))
         return outputs
 
@@ -353,6 +367,10 @@ class ODAM:
         pred.bboxes = results.bboxes
         pred.scores = results.scores
         pred.labels = results.labels
+        for name in ('ref_index', 'ref_iou', *sorted(
+                k for k in results.keys() if k.startswith('cand_'))):
+            if name in results:
+                pred.set_field(results.get(name), name)
         pred.heatmaps = maps
         out.pred_instances = pred
         return out

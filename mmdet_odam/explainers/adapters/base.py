@@ -207,6 +207,19 @@ class DetectorAdapter:
         return None
 
     # -- any candidate (see explainers/candidates.py) ---------------------------
+    def num_classes(self) -> int:
+        """Number of object classes the detector scores."""
+        part = getattr(self.model, 'roi_head', None)
+        head = part.bbox_head if part is not None else self.model.bbox_head
+        return head.num_classes
+
+    def set_candidates(self, state: ForwardState, img_idx: int,
+                       rows: InstanceData) -> None:
+        """Make ``rows`` (identity fields and ``labels``) the candidates
+        explained for one image in place of its final detections; families
+        that precompute per-detection tensors refresh them here."""
+        state.results[img_idx] = rows
+
     def candidate_locations(self, state: ForwardState,
                             img_idx: int) -> InstanceData:
         """Every place a candidate of one image can come from, whatever its

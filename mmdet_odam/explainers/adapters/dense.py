@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.structures import InstanceData
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.utils import filter_scores_and_topk
@@ -279,7 +280,41 @@ class DenseHeadAdapter(DetectorAdapter):
             results=results, activations=leaves,
             strides=self.feature_strides(leaves),
             extras=dict(outs=outs, priors=priors, norm_stats=norm_stats,
-                        head_inputs=feats, featmap_sizes=featmap_sizes))
+                        head_inputs=feats, featmap_sizes=featmap_sizes,
+                        metas=batch_img_metas))
+
+    # -- any candidate -----------------------------------------------------------
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every (level, prior) of the image: ``cand_level``, ``cand_index``
+        (the prior's flattened index on its level, as the head's candidate
+        filter numbers them) and ``img_index``."""
+        priors = state.extras['priors']
+        device = priors[0].device
+        levels = torch.cat([torch.full((len(p), ), lvl, dtype=torch.long,
+                                       device=device)
+                            for lvl, p in enumerate(priors)])
+        index = torch.cat([torch.arange(len(p), device=device)
+                           for p in priors])
+        return InstanceData(cand_level=levels, cand_index=index,
+                            img_index=torch.full_like(index, img_idx))
+
+    def pre_nms_candidates(self, state: ForwardState,
+                           img_idx: int) -> InstanceData:
+        """The head's own post-processing up to NMS (score threshold,
+        ``nms_pre``, score factors; rescaled), tagged as the detections."""
+        outs = state.extras['outs']
+        detached = [[o[img_idx:img_idx + 1].detach() for o in level_outs]
+                    for level_outs in outs]
+        with torch.no_grad(), track_dense_candidates(self.head):
+            pool, = self.head.predict_by_feat(
+                *detached, batch_img_metas=[state.extras['metas'][img_idx]],
+                rescale=True, with_nms=False)
+        pool.img_index = torch.full_like(pool.labels, img_idx)
+        return pool
 
     # -- scalars ---------------------------------------------------------------
     def scalars_from_outputs(self, cls_vec: Tensor, box_vec: Tensor,

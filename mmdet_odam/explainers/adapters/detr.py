@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmdet.models.dense_heads import DETRHead
 from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from .registry import register_adapter
@@ -125,6 +126,13 @@ class DETRAdapter(DetectorAdapter):
         strides = self.neck_strides() if model.with_neck else \
             self.backbone_strides()
         return [strides[-1]] * len(leaves)
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every query of the image (``cand_query``)."""
+        cls = state.extras['cls']
+        return InstanceData(cand_query=torch.arange(cls.shape[1],
+                                                    device=cls.device))
 
     def _replay_topk(self, cls_score: Tensor):
         head = self.model.bbox_head

@@ -31,6 +31,7 @@ from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.structures.bbox import bbox2roi
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
@@ -221,25 +222,59 @@ class TwoStageAdapter(DetectorAdapter):
                     detached, metas, proposals, roi_head.test_cfg,
                     rescale=True)
         num_classes = roi_head.bbox_head.num_classes
-        det_rois = []
-        for img_idx, (res, inds) in enumerate(zip(results, records)):
-            boxes = proposals[img_idx].bboxes
-            rois = bbox2roi([boxes[inds // num_classes]])
-            rois[:, 0] = img_idx
-            det_rois.append(rois)
+        for res, inds in zip(results, records):
             res.cand_roi = inds // num_classes
-        extras = dict(feats=feats, det_rois=det_rois)
-        strides = self.feature_strides(leaves) if leaves else []
+        state = ForwardState(
+            results=results, activations=leaves,
+            strides=self.feature_strides(leaves) if leaves else [],
+            extras=dict(feats=feats, proposals=proposals, metas=metas,
+                        det_rois=[None] * len(results),
+                        roi_feats=[None] * len(results)))
+        for img_idx, res in enumerate(results):
+            self.set_candidates(state, img_idx, res)
+        return state
+
+    def set_candidates(self, state: ForwardState, img_idx: int,
+                       rows: InstanceData) -> None:
+        """Also the candidates' RoIs (and, for ``'roi'``, their pooled
+        features as leaves)."""
+        state.results[img_idx] = rows
+        boxes = state.extras['proposals'][img_idx].bboxes
+        rois = bbox2roi([boxes[rows.cand_roi]])
+        rois[:, 0] = img_idx
+        state.extras['det_rois'][img_idx] = rois
         if self.feature == 'roi':
-            extras['roi_feats'] = []
-            for rois in det_rois:
-                with torch.no_grad():
-                    pooled = roi_head.bbox_roi_extractor(
-                        detached[:roi_head.bbox_roi_extractor.num_inputs],
-                        rois)
-                extras['roi_feats'].append(pooled.requires_grad_())
-        return ForwardState(results=results, activations=leaves,
-                            strides=strides, extras=extras)
+            extractor = self.model.roi_head.bbox_roi_extractor
+            feats = tuple(f.detach() for f in
+                          state.extras['feats'][:extractor.num_inputs])
+            with torch.no_grad():
+                pooled = extractor(feats, rois)
+            state.extras['roi_feats'][img_idx] = pooled.requires_grad_()
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every proposal of the image (``cand_roi``)."""
+        proposals = state.extras['proposals'][img_idx]
+        return InstanceData(cand_roi=torch.arange(
+            len(proposals), device=proposals.bboxes.device))
+
+    def pre_nms_candidates(self, state: ForwardState,
+                           img_idx: int) -> InstanceData:
+        """Every (proposal, class) whose softmax score passes the RoI head's
+        ``score_thr``: what its ``multiclass_nms`` receives."""
+        from ..candidates import describe_candidates
+        roi_head = self.model.roi_head
+        extractor = roi_head.bbox_roi_extractor
+        proposals = state.extras['proposals'][img_idx]
+        rois = bbox2roi([proposals.bboxes])
+        with torch.no_grad():
+            feats = tuple(f.detach() for f in
+                          state.extras['feats'][:extractor.num_inputs])
+            cls_score, _ = roi_head.bbox_head(extractor(feats, rois))
+            scores = cls_score.softmax(-1)[:, :-1]
+        roi, label = (scores > roi_head.test_cfg.score_thr).nonzero().unbind(1)
+        return describe_candidates(
+            self, state, img_idx, InstanceData(cand_roi=roi, labels=label))
 
     def _scalars_from_roi_feats(self, roi_feats: Tensor, rois: Tensor,
                                 labels: Tensor) -> Tensor:
