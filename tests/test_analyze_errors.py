@@ -221,3 +221,69 @@ def test_cli_on_the_synthetic_val_split(tmp_path, synthetic_crowd_root):
     res = _run(CONFIG, CHECKPOINT, '--out-dir', tmp_path / 'other')
     assert res.returncode == 1 and 'errors.json' in res.stderr
     assert (tmp_path / 'other' / 'errors.json').read_text() == '{}'
+
+
+def test_classification_error_rescored_for_the_true_class():
+    """A 3-class random FCOS: the GT box of the top detection says another
+    class. The card holds the true class's score map on the detection's own
+    candidate, whose score equals that location's raw true-class score
+    (sigmoid(cls) * sigmoid(centerness) from the head's outputs)."""
+    from test_candidates import build_multiclass, locate, raw_candidates
+
+    from mmdet_odam.apis.error_explanations import explain_image_errors
+    from mmdet_odam.apis.explain import preprocess
+    model = build_multiclass('fcos')
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    image[20:70, 30:60] = (40, 200, 40)
+    image[40:90, 70:110] = (200, 40, 200)
+    errors, dets, records = explain_image_errors(
+        model, image, np.zeros((0, 4)), [], class_names=('a', 'b', 'c'))
+    assert len(dets['det_scores']) and set(errors.det_type) == {'background'}
+    top = int(np.argmax(dets['det_scores']))
+    box, pred = dets['det_bboxes'][top], int(dets['det_labels'][top])
+    true = (pred + 1) % 3
+    errors, dets, records = explain_image_errors(
+        model, image, box[None], [true], class_names=('a', 'b', 'c'))
+    rec = next(r for r in records if r['det'] == top)
+    assert rec['kind'] == 'classification'
+    assert rec['true_class'] == 'abc'[true]
+    inputs, samples = preprocess(model, image)
+    _, _, scores, boxes = raw_candidates('fcos', model, inputs, samples)
+    where = locate(boxes, scores, pred, torch.as_tensor(box),
+                   float(dets['det_scores'][top]))
+    assert rec['true_score'] == pytest.approx(float(scores[where, true]),
+                                              abs=1e-5)
+    titles = [p[0] for p in rec['panels']]
+    assert titles == ["predicted 'abc'[pred]: score map".replace(
+        "'abc'[pred]", f"'{'abc'[pred]}'"), f"true '{'abc'[true]}': score map"]
+    assert not np.allclose(rec['panels'][0][1], rec['panels'][1][1])
+
+
+def test_missed_object_gets_the_detectors_best_candidate(model,
+                                                         synthetic_crowd_root):
+    """A GT object placed on a detected person but called missed by a
+    stricter t_f (0.99): its best candidate is that person's detection
+    (MatchedCandidates picks the best-scoring candidate with IoU >= 0.5)."""
+    import mmcv
+
+    from mmdet_odam.apis import explain
+    from mmdet_odam.apis.error_explanations import explain_image_errors
+    image = mmcv.imread(str(synthetic_crowd_root / 'images' / 'val' /
+                            '000000.png'))
+    sample = explain(model, image, targets=('score', ), score_thr=0.3)
+    top = int(sample.pred_instances.scores.argmax())
+    box = sample.pred_instances.bboxes[top].numpy().copy()
+    gt = box + np.array([0, 0, 0, 0.2 * (box[3] - box[1])], np.float32)
+    _, _, records = explain_image_errors(model, image, gt[None], [0],
+                                         fg_iou=0.99, bg_iou=0.99)
+    missed = [r for r in records if r['kind'] == 'missed']
+    assert len(missed) == 1
+    rec = missed[0]
+    assert rec['iou'] >= 0.5
+    assert rec['iou'] == pytest.approx(
+        float(box_iou([rec['box']], gt[None])[0, 0]), abs=2e-3)
+    assert rec['score'] >= float(sample.pred_instances.scores[top]) - 1e-5
+    assert 'NMS removed it' in rec['note'] or rec['score'] < 0.3
+    assert [p[0] for p in rec['panels']] == ['best candidate: score map',
+                                             'best candidate: combined map']

@@ -50,7 +50,7 @@ def _class_name(label: int, class_names: Sequence[str]) -> str:
 
 
 def _box(values) -> List[float]:
-    return [round(float(v), 1) for v in values]
+    return [round(float(v), 2) for v in values]
 
 
 def correlation_grid(shape: Tuple[int, int],
@@ -102,44 +102,69 @@ def odam_nms_verdict(box_kept, box_other, map_kept: torch.Tensor,
 
 
 # -- candidates beyond the final detections ---------------------------------
-def true_class_maps(model, image, det_index: int, true_label: int,
-                    explainer, sample) -> Optional[dict]:
-    """The true class's score map on a misclassified detection's own
-    candidate.
+def _rows_by_reference(sample) -> Dict[int, int]:
+    """Explained row of each reference (``ref_index``) of a candidates
+    explanation."""
+    refs = sample.pred_instances.ref_index.cpu().tolist()
+    return {int(r): row for row, r in enumerate(refs)}
+
+
+def true_class_maps(model, image, det_rows: Sequence[int],
+                    true_labels: Sequence[int], explainer,
+                    score_thr: float) -> Dict[int, dict]:
+    """The true class's maps on misclassified detections' own candidates
+    (:class:`~mmdet_odam.explainers.candidates.OtherClasses`).
+
+    Args:
+        det_rows (Sequence[int]): Rows of the final detections scoring at
+            least ``score_thr`` (as :func:`explain` returns them).
+        true_labels (Sequence[int]): The class to rescore each for.
 
     Returns:
-        dict | None: ``score`` (the candidate's true-class score) and
-        ``maps`` (target -> (H, W)), or None when the detector gives no
-        such candidate (a detector whose candidates are not rescored per
-        class).
+        dict: det row -> ``score`` (that candidate's score for the true
+        class) and ``maps`` (target -> (H, W)).
     """
-    return None
+    from ..explainers.candidates import OtherClasses
+    out = {}
+    for label in sorted(set(true_labels)):
+        rows = [r for r, t in zip(det_rows, true_labels) if t == label]
+        sample = explain(model, image, explainer=explainer, targets=TARGETS,
+                         score_thr=score_thr,
+                         candidates=OtherClasses([label], det_index=rows))
+        for ref, row in _rows_by_reference(sample).items():
+            out[ref] = dict(score=float(sample.pred_instances.scores[row]),
+                            maps=_maps_of(sample, row))
+    return out
 
 
-def missed_object_candidates(model, image, sample, gt_box, gt_label: int,
-                             explainer, below: np.ndarray) -> Optional[dict]:
-    """The detector's best candidate for a missed object.
-
-    Among the explained detections under the report's score threshold
-    (``below``, the detector's own final output down to its test
-    ``score_thr``), the one of the object's class with the highest IoU.
+def missed_object_candidates(model, image, gt_boxes, gt_labels, explainer,
+                             min_iou: float = 0.5) -> List[Optional[dict]]:
+    """The detector's best candidate for each missed object, anywhere in
+    the detector and whatever its score
+    (:class:`~mmdet_odam.explainers.candidates.MatchedCandidates`: the
+    best-scoring candidate of the object's class with IoU >= ``min_iou``,
+    else the one of highest IoU).
 
     Returns:
-        dict | None: ``index`` (row of ``sample``), ``score``, ``box``,
-        ``iou``, or None when no such detection overlaps the object.
+        list: Per box ``score``, ``box``, ``iou`` and ``maps``, or None if
+        the detector returned no candidate for it.
     """
+    from ..explainers.candidates import MatchedCandidates
+    boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    if not len(boxes):
+        return []
+    sample = explain(model, image, explainer=explainer, targets=TARGETS,
+                     candidates=MatchedCandidates(
+                         boxes, [int(v) for v in gt_labels], min_iou))
     pred = sample.pred_instances
-    labels = pred.labels.cpu().numpy()
-    rows = [int(i) for i in below if labels[i] == gt_label]
-    if not rows:
-        return None
-    ious = box_iou(pred.bboxes[rows], np.asarray([gt_box]))[:, 0]
-    best = int(np.argmax(ious))
-    if ious[best] <= 0:
-        return None
-    i = rows[best]
-    return dict(index=i, score=float(pred.scores[i]),
-                box=_box(pred.bboxes[i]), iou=float(ious[best]))
+    found = _rows_by_reference(sample)
+    out = []
+    for m in range(len(boxes)):
+        row = found.get(m)
+        out.append(None if row is None else dict(
+            score=float(pred.scores[row]), box=_box(pred.bboxes[row]),
+            iou=float(pred.ref_iou[row]), maps=_maps_of(sample, row)))
+    return out
 
 
 # -- one image ---------------------------------------------------------------
@@ -153,8 +178,7 @@ def _maps_of(sample, index: int) -> Dict[str, np.ndarray]:
 def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
                          gt_ignore=None, explainer=None,
                          class_names: Sequence[str] = (),
-                         score_thr: float = 0.3, candidate_thr: float = 0.0,
-                         fg_iou: float = 0.5, bg_iou: float = 0.1
+                         score_thr: float = 0.3, fg_iou: float = 0.5, bg_iou: float = 0.1
                          ) -> Tuple[ImageErrors, dict, List[dict]]:
     """Detect, classify and explain the errors of one image.
 
@@ -167,9 +191,6 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
         explainer: ODAM explainer (config, name or built).
         class_names (Sequence[str]): Label names.
         score_thr (float): Detections at least this good are analysed.
-        candidate_thr (float): Lower detections down to this (and the
-            detector's own test threshold) are explained as candidates for
-            missed objects.
         fg_iou, bg_iou (float): TIDE's t_f and t_b.
 
     Returns:
@@ -181,17 +202,22 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
         (``kind='correct'``, no panels), so a report can count them.
     """
     sample = explain(model, image, explainer=explainer, targets=TARGETS,
-                     score_thr=min(candidate_thr, score_thr))
+                     score_thr=score_thr)
     pred = sample.pred_instances
     scores = pred.scores.detach().cpu().numpy()
-    analysed = np.nonzero(scores >= score_thr)[0]
-    below = np.nonzero(scores < score_thr)[0]
+    analysed = np.arange(len(scores))  # rows: the detections >= score_thr
     bboxes = pred.bboxes.detach().cpu().numpy()[analysed]
     labels = pred.labels.detach().cpu().numpy()[analysed]
     gt_bboxes = np.asarray(gt_bboxes, np.float32).reshape(-1, 4)
     gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
     errors = classify_detections(bboxes, scores[analysed], labels, gt_bboxes,
                                  gt_labels, gt_ignore, fg_iou, bg_iou)
+    wrong_class = [k for k, t in enumerate(errors.det_type)
+                   if t in ('classification', 'both')]
+    true_class = true_class_maps(
+        model, image, wrong_class,
+        [int(gt_labels[errors.det_gt[k]]) for k in wrong_class], explainer,
+        score_thr) if wrong_class else {}
     grid = correlation_grid(tuple(sample.metainfo['ori_shape'][:2]))
     records = []
     for k, kind in enumerate(errors.det_type):
@@ -234,8 +260,7 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
         if kind in ('classification', 'both'):
             rec['panels'].insert(0, (f"predicted '{rec['class_name']}': "
                                      'score map', maps['score'], 'det'))
-            other = true_class_maps(model, image, row, int(gt_labels[g]),
-                                    explainer, sample)
+            other = true_class.get(k)
             if other is None:
                 rec['note'] = '; '.join(filter(None, [
                     rec['note'], f"true class '{rec['true_class']}': no "
@@ -261,27 +286,33 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
             rec['panels'] = [('score map', maps['score'], 'det')]
             rec['note'] = f'IoU {rec["iou"]:.2f} with the nearest object'
         records.append(rec)
-    for g in errors.missed:
+    candidates = missed_object_candidates(
+        model, image, gt_bboxes[errors.missed], gt_labels[errors.missed],
+        explainer) if errors.missed else []
+    for g, cand in zip(errors.missed, candidates):
         label = int(gt_labels[g])
         rec = dict(kind='missed', det=-1, label=label,
                    class_name=_class_name(label, class_names),
                    true_class=_class_name(label, class_names),
                    gt_box=_box(gt_bboxes[g]), gt_label=label, panels=[],
                    score=0., iou=0.)
-        cand = missed_object_candidates(model, image, sample, gt_bboxes[g],
-                                        label, explainer, below)
         if cand is None:
-            rec['note'] = 'no candidate of this class overlaps the object'
+            rec['note'] = 'the detector has no candidate for this object'
         else:
-            maps = _maps_of(sample, cand['index'])
+            maps = cand['maps']
             rec.update(score=cand['score'], iou=cand['iou'],
                        box=cand['box'], attribute_maps=maps)
             rec['panels'] = [('best candidate: score map', maps['score'],
                               'det'),
                              ('best candidate: combined map',
                               maps['combined'], 'det')]
-            rec['note'] = (f"best candidate scores {cand['score']:.3f} < "
-                           f'{score_thr} (IoU {cand["iou"]:.2f})')
+            if cand['score'] >= score_thr:  # scored enough: NMS removed it
+                why = f">= {score_thr}, but NMS removed it"
+            else:
+                why = f'< {score_thr}'
+            rec['note'] = (f"best candidate of its class scores "
+                           f"{cand['score']:.3f} {why} (IoU "
+                           f"{cand['iou']:.2f})")
         records.append(rec)
     dets = dict(det_bboxes=bboxes, det_scores=scores[analysed],
                 det_labels=labels)
