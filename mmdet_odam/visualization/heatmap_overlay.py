@@ -209,8 +209,8 @@ def add_colorbar(rgb: np.ndarray, cmap: str = 'jet',
     ``low`` to ``high`` on the right.
 
     The picture itself is kept unchanged as the top rows of the output; the
-    band's height grows with the picture's width (about 1/14 of it, at least
-    16 px).
+    band's height grows with the picture's width (about 1/14 of it, 16 to
+    36 px).
 
     Args:
         rgb (ndarray): (H, W, 3) uint8 picture (RGB, as the overlays).
@@ -228,7 +228,7 @@ def add_colorbar(rgb: np.ndarray, cmap: str = 'jet',
     """
     rgb = _tile_rgb(rgb)
     h, w = rgb.shape[:2]
-    band_h = max(16, int(round(w / 14)))
+    band_h = min(max(16, int(round(w / 14))), 36)
     band = np.full((band_h, w, 3), background, np.uint8)
     pad = max(2, band_h // 6)
     scale = _fit_font_scale('Ag', 10 ** 6, min(0.9, band_h / 34.))
@@ -248,7 +248,7 @@ def add_colorbar(rgb: np.ndarray, cmap: str = 'jet',
     (lw, _), _ = cv2.getTextSize(low, _FONT, scale, 1)
     (hw, _), _ = cv2.getTextSize(high, _FONT, scale, 1)
     bar_x0 = max(x + lw + pad, w // 2)
-    bar_x1 = w - hw - 2 * pad
+    bar_x1 = min(w - hw - 2 * pad, bar_x0 + 400)  # at most 400 px long
     if bar_x1 - bar_x0 >= 8:
         cv2.putText(band, low, (bar_x0 - lw - pad // 2, text_y), _FONT,
                     scale, (0, 0, 0), 1, cv2.LINE_AA)

@@ -171,8 +171,9 @@ class ErrorReport:
         for k, (title, heat, which) in enumerate(rec.get('panels', ())):
             pic = self._crop_picture(image_bgr, window, heat, rec, (which, ))
             panels.append(dict(title=title, file=self._write_png(
-                f'cards/{cid}_p{k}.png', add_colorbar(pic, self.cmap,
-                                                      title))))
+                f'cards/{cid}_p{k}.png',
+                # the band names the map ('x2 map'); the caption says whose
+                add_colorbar(pic, self.cmap, title.split(': ')[-1]))))
         attribute = {}
         for target, heat in rec.get('attribute_maps', {}).items():
             rgb = overlay_heatmap(image_bgr, heat, box=rec.get('box'),
@@ -285,7 +286,7 @@ tr.error-row td:first-child{color:#b71c1c}
  border-bottom:1px solid #ddd;z-index:1}
 .controls label{margin-right:1em}
 #cards{display:flex;flex-wrap:wrap;gap:1em;margin-top:1em}
-.card{border:1px solid #ccc;border-radius:6px;padding:.6em;width:min(100%,760px)}
+.card{border:1px solid #ccc;border-radius:6px;padding:.6em;width:min(100%,980px)}
 .card h3{margin:.1em 0 .4em;font-size:1em}
 .card .tag{display:inline-block;padding:0 .5em;border-radius:3px;
  background:#ffebee;color:#b71c1c;margin-right:.4em}
@@ -361,7 +362,7 @@ def _card_html(card: dict) -> str:
     title = f'{card["type"]}: {cls}'
     if card.get('true_class') and card['true_class'] != cls:
         title += f' (true: {card["true_class"]})'
-    where = 'object' if card['det_index'] < 0 else \
+    where = 'ground-truth object' if card['det_index'] < 0 else \
         f'detection #{card["det_index"]}'
     pics = [f'<figure><img src="{_esc(card["crop"])}" alt="crop" '
             'loading="lazy"><figcaption>image, boxes</figcaption></figure>']
