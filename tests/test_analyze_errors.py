@@ -187,6 +187,33 @@ def _run(*args, timeout=300):
                           cwd=str(REPO))
 
 
+def _tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('_analyze_errors', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
+    tool = _tool()
+    assert tool.main([str(CONFIG), str(CHECKPOINT), '--out-dir',
+                      str(tmp_path / 'out'), '--bg-iou', '0.7']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'bg-iou' in err
+    assert not (tmp_path / 'out').exists()
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'errors.json').write_text('{}')
+    assert tool.main([str(CONFIG), str(CHECKPOINT), '--out-dir',
+                      str(tmp_path / 'other')]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'errors.json' in err
+    assert (tmp_path / 'other' / 'errors.json').read_text() == '{}'
+    assert tool.main([str(CONFIG), str(tmp_path / 'none.pth'), '--out-dir',
+                      str(tmp_path / 'out')]) == 1
+    assert 'checkpoint' in capsys.readouterr().err
+
+
 def test_cli_on_the_synthetic_val_split(tmp_path, synthetic_crowd_root):
     from pycocotools.coco import COCO
     out = tmp_path / 'report'
@@ -212,15 +239,6 @@ def test_cli_on_the_synthetic_val_split(tmp_path, synthetic_crowd_root):
         >= objects
     assert data['counts']['correct'] > 0
     assert '| correct |' in res.stdout
-    # bad input: one line, before any heavy work
-    res = _run(CONFIG, CHECKPOINT, '--out-dir', out, '--bg-iou', '0.7')
-    assert res.returncode == 1 and res.stderr.count('\n') == 1
-    assert 'bg-iou' in res.stderr
-    (tmp_path / 'other').mkdir()
-    (tmp_path / 'other' / 'errors.json').write_text('{}')
-    res = _run(CONFIG, CHECKPOINT, '--out-dir', tmp_path / 'other')
-    assert res.returncode == 1 and 'errors.json' in res.stderr
-    assert (tmp_path / 'other' / 'errors.json').read_text() == '{}'
 
 
 def test_classification_error_rescored_for_the_true_class():

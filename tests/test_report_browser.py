@@ -128,8 +128,9 @@ def _report(out: Path) -> dict:
     heat = np.zeros((64, 80), np.float32)
     heat[20:30, 15:25] = 1.
     counts = ErrorCounts(class_names=('person', 'car'))
-    res = classify_detections([[0, 0, 10, 10], [0, 0, 10, 9], [50, 50, 60, 60]],
-                              [.9, .8, .7], [0, 0, 1], [[0, 0, 10, 10]], [0])
+    res = classify_detections(
+        [[0, 0, 10, 10], [0, 0, 10, 9], [50, 50, 60, 60]], [.9, .8, .7],
+        [0, 0, 1], [[0, 0, 10, 10]], [0])
     counts.add(res, [0, 0, 1], [0])
     report = ErrorReport(str(out), ('person', 'car'))
     records = _records(heat)
@@ -185,7 +186,8 @@ def test_report_page_in_chromium(tmp_path, browser):
         var s=document.getElementById('filter-type');s.value='all';
         var c=document.getElementById('filter-class');c.value='car';
         c.dispatchEvent(new Event('change'));
-        return parseInt(document.getElementById('shown').dataset.count);})()""")
+        return parseInt(document.getElementById('shown').dataset.count);
+        })()""")
     assert shown == sum(c['class_name'] == 'car' for c in data['cards']) == 1
     # sorting by score, low first, puts the missed object (score 0) first
     first = browser.evaluate("""(function(){

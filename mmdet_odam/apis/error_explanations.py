@@ -30,8 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..evaluation.error_analysis import (ImageErrors, box_iou,
-                                         classify_detections,
+from ..evaluation.error_analysis import (ImageErrors, classify_detections,
                                          describe_extent, extent_errors,
                                          sides_off)
 from ..explainers import TARGETS
@@ -178,7 +177,8 @@ def _maps_of(sample, index: int) -> Dict[str, np.ndarray]:
 def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
                          gt_ignore=None, explainer=None,
                          class_names: Sequence[str] = (),
-                         score_thr: float = 0.3, fg_iou: float = 0.5, bg_iou: float = 0.1
+                         score_thr: float = 0.3, fg_iou: float = 0.5,
+                         bg_iou: float = 0.1
                          ) -> Tuple[ImageErrors, dict, List[dict]]:
     """Detect, classify and explain the errors of one image.
 

@@ -112,7 +112,7 @@ class ErrorReport:
         self.group.check(['index.html', 'errors.json', 'summary.md',
                           'plots/overview.png'])
 
-    # -- cards -----------------------------------------------------------------
+    # -- cards ---------------------------------------------------------------
     def _write_png(self, name: str, rgb: np.ndarray) -> str:
         png = encode_rgb_png(rgb)
         self.group.write(name, lambda f: f.write(png))
@@ -194,13 +194,13 @@ class ErrorReport:
                     numbers=numbers, crop=files['crop'], panels=panels,
                     attribute_maps=attribute)
 
-    # -- overview ----------------------------------------------------------------
+    # -- overview ------------------------------------------------------------
     def _plots(self, summary: dict) -> Dict[str, str]:
-        import matplotlib
-        matplotlib.use('Agg', force=False)
-        import matplotlib.pyplot as plt
+        # Figure without pyplot: no backend of the process is touched
+        from matplotlib.figure import Figure
         files = {}
-        fig, ax = plt.subplots(figsize=(6.4, 2.8))
+        fig = Figure(figsize=(6.4, 2.8))
+        ax = fig.subplots()
         counts = [summary['counts'][t] for t in ERROR_TYPES]
         colours = ['#4caf50'] + ['#e57373'] * (len(ERROR_TYPES) - 1)
         bars = ax.bar(ERROR_TYPES, counts, color=colours)
@@ -213,7 +213,8 @@ class ErrorReport:
         files['overview'] = self._save_figure(fig, 'plots/overview.png')
         for kind in ERROR_TYPES:
             vals = np.array(self.values[kind], np.float64).reshape(-1, 2)
-            fig, axes = plt.subplots(1, 2, figsize=(5.2, 2.0))
+            fig = Figure(figsize=(5.2, 2.0))
+            axes = fig.subplots(1, 2)
             what = ('best candidate score' if kind == 'missed' else 'score',
                     'IoU with its object' if kind != 'background' else
                     'IoU with the nearest object')
@@ -229,10 +230,8 @@ class ErrorReport:
         return files
 
     def _save_figure(self, fig, name: str) -> str:
-        import matplotlib.pyplot as plt
         buffer = io.BytesIO()
         fig.savefig(buffer, format='png', dpi=100)
-        plt.close(fig)
         data = buffer.getvalue()
         self.group.write(name, lambda f: f.write(data))
         return name
@@ -286,7 +285,8 @@ tr.error-row td:first-child{color:#b71c1c}
  border-bottom:1px solid #ddd;z-index:1}
 .controls label{margin-right:1em}
 #cards{display:flex;flex-wrap:wrap;gap:1em;margin-top:1em}
-.card{border:1px solid #ccc;border-radius:6px;padding:.6em;width:min(100%,980px)}
+.card{border:1px solid #ccc;border-radius:6px;padding:.6em;
+ width:min(100%,980px)}
 .card h3{margin:.1em 0 .4em;font-size:1em}
 .card .tag{display:inline-block;padding:0 .5em;border-radius:3px;
  background:#ffebee;color:#b71c1c;margin-right:.4em}
@@ -405,7 +405,8 @@ def render_page(report: dict) -> str:
             f' title="{_esc(TYPE_HELP[t])}"><td>{t}</td>'
             f'<td class="count" data-count="{count}">{count}</td>'
             f'<td>{100 * report["share"][t]:.1f}%</td>'
-            f'<td>{"-" if err is None else f"{100 * err:.1f}%"}</td>{per}</tr>')
+            f'<td>{"-" if err is None else f"{100 * err:.1f}%"}</td>'
+            f'{per}</tr>')
     settings = report['settings']
     meta = ', '.join(f'{_esc(k)}: {_esc(v)}' for k, v in settings.items())
     plots = ''.join(
