@@ -102,7 +102,10 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
 
 
 def blend(images: Tensor, perturbed: Tensor, masks: Tensor) -> Tensor:
-    """``masks * images + (1 - masks) * perturbed``.
+    """``masks * images + (1 - masks) * perturbed``, computed so that a mask
+    of 1 gives ``images`` exactly (the unmasked candidate's scalars exactly:
+    a zero loss with a zero gradient, not float noise that Adam's
+    normalised steps would follow).
 
     Args:
         images (Tensor): (1 or N, C, H, W).
@@ -112,7 +115,7 @@ def blend(images: Tensor, perturbed: Tensor, masks: Tensor) -> Tensor:
     Returns:
         Tensor: (N, C, H, W).
     """
-    return perturbed + masks * (images - perturbed)
+    return images + (1 - masks) * (perturbed - images)
 
 
 def bbam_loss(scalars: Tensor, reference: Tensor, masks: Tensor,
@@ -298,9 +301,6 @@ class BBAM:
         masks, refs, finals = [], [], []
         for start in range(0, len(det_ids), self.chunk_size):
             ids = det_ids[start:start + self.chunk_size]
-            with torch.no_grad():
-                ref = adapter.candidate_scalars_on_inputs(
-                    image.expand(len(ids), -1, -1, -1), state, img_idx, ids)
             coarse = image.new_ones((len(ids), 1, *self.mask_size),
                                     requires_grad=True)
             optimiser = torch.optim.Adam([coarse], lr=self.lr)
@@ -312,6 +312,8 @@ class BBAM:
                 return adapter.candidate_scalars_on_inputs(
                     batch, state, img_idx, ids), mask
 
+            with torch.no_grad():  # all-on mask: the unmasked image
+                ref = masked_scalars()[0]
             with torch.enable_grad():
                 for _ in range(self.num_steps):
                     scalars, mask = masked_scalars()
