@@ -73,7 +73,7 @@ def parse_args(argv=None):
                    '(ODAM, Grad-CAM, Grad-CAM++, CAMERAS; BBAM: masked '
                    'images per forward; bounds memory)')
     p.add_argument('--bbam-steps', type=int, default=300,
-                   help='BBAM Adam steps per mask (BBAM: 300)')
+                   help='BBAM Adam steps per mask (default 300)')
     p.add_argument('--bbam-mask-size', type=int, default=16,
                    help='BBAM mask cells per side')
     p.add_argument('--drise-batch', type=int, default=32,

@@ -24,7 +24,7 @@ of the detected class) and box ``b_M`` (input pixels) give the loss
 (:func:`bbam_loss`), per detection:
 
     L = l1_weight * mean(M)
-        + box_weight * (|dx1| + |dx2|) / w + (|dy1| + |dy2|) / h)
+        + box_weight * ((|dx1| + |dx2|) / w + (|dy1| + |dy2|) / h)
         + score_weight * |s_M - s|
 
 where ``s``, ``b`` (width ``w``, height ``h``) are the candidate's score and
@@ -32,7 +32,7 @@ box on the unmasked image, ``d*`` the differences of ``b_M`` to ``b``, and
 ``mean(M)`` the L1 size of the upsampled mask divided by the image area (so
 ``l1_weight`` does not depend on the resolution). Adam (learning rate
 ``lr``) runs ``num_steps`` steps on the coarse masks, projected back onto
-[0, 1] after each step, as in BBAM's own optimisation.
+[0, 1] after each step.
 
 Cost: all detections of an image are optimised together, ``chunk_size``
 masked images per forward / backward. Nothing is random: the initial mask is
@@ -178,7 +178,7 @@ class BBAM:
     """BBAM explainer (see the module docstring for every choice).
 
     Args:
-        num_steps (int): Adam steps per mask (BBAM: 300).
+        num_steps (int): Adam steps per mask.
         mask_size (int | tuple): Coarse mask cells (h, w); an int for both.
         lr (float): Adam learning rate (mask values are in [0, 1]).
         l1_weight (float): Weight of the mask size (mean mask value).
