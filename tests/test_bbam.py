@@ -234,6 +234,11 @@ def test_optimised_mask_keeps_the_detection_and_is_small(fcos, fcos_state):
         assert abs(float(same.scores[best] - res.scores[det])) <= KEEP_SCORE
         # BBAM's own report of the candidate agrees with the detector
         assert torch.isclose(final[k, 0], same.scores[best], atol=1e-4)
+    # the optimised scalars start as the candidates' own (ODAM's forward)
+    with torch.enable_grad():
+        graph_state = adapter.forward(inputs, [sample])
+        own = adapter.candidate_scalars(graph_state, 0).detach()[ids]
+    assert torch.allclose(ref, own, atol=1e-4)
     assert torch.allclose(ref[:, 0], res.scores[ids], atol=1e-5)
 
 
@@ -274,6 +279,23 @@ def test_explain_api_deterministic_and_leaves_the_model(fcos, crowd_image):
                    score_thr=1.1)
     assert len(none.pred_instances) == 0
     assert none.pred_instances.heatmaps.to_tensor().shape == (0, 1, 128, 128)
+
+
+def test_rcnn_through_the_api(rcnn):
+    image = _random_image()
+    out = explain(rcnn, image, explainer=dict(type='BBAM', num_steps=2,
+                                              mask_size=4, chunk_size=3),
+                  targets='score', score_thr=0.0)
+    num = len(out.pred_instances)
+    maps = out.pred_instances.heatmaps.to_tensor()
+    assert num == 4 and maps.shape == (num, 1, 96, 128)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+    assert all(p.grad is None for p in rcnn.parameters())
+    # the model's own detections, unchanged
+    with torch.no_grad():
+        inputs, samples = preprocess(rcnn, image)
+        pred = rcnn.predict(inputs, samples)[0].pred_instances
+    assert torch.allclose(out.pred_instances.bboxes, pred.bboxes)
 
 
 @pytest.mark.parametrize('bad', [
