@@ -348,6 +348,11 @@ def test_explain_tool_method_bbam(tmp_path, crowd_image, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error:')
     assert 'num_steps' in lines[0]
+    assert module.main([FCOS, FCOS_CKPT, crowd_image, '--out-dir',
+                        str(tmp_path / 'bad'), '--method', 'bbam',
+                        '--suppressed']) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and 'final detections only' in lines[0]
     assert not (tmp_path / 'bad').exists()
 
 

@@ -186,6 +186,10 @@ def check_options(args: argparse.Namespace) -> List[str]:
     if args.targets is None:
         args.targets = ['score'] if args.method == 'bbam' else \
             list(DEFAULT_TARGETS)
+    if args.method == 'bbam' and (args.suppressed or args.classes or
+                                  args.box):
+        raise ValueError('--method bbam explains the final detections only; '
+                         '--suppressed / --classes / --box need ODAM')
     targets = list(dict.fromkeys(args.targets))  # drop repeats, keep order
     unknown = [t for t in targets if t not in DEFAULT_TARGETS]
     if unknown:
