@@ -356,3 +356,28 @@ def test_tool_refuses_unknown_classes_before_any_image(tmp_path, capsys):
     assert code == 1 and err[-1] == "error: unknown class 'dog'; classes: " \
         'person'
     assert not any(tmp_path.iterdir())
+
+
+def test_reference_correlation_compares_with_the_kept_detection(models,
+                                                                image):
+    """``ref_correlation`` is the cosine of the row's map and its
+    detection's map (both from public renders on a 50-cell grid)."""
+    from mmdet_odam.models.candidate_maps import common_grid_size
+    model = models['faster_rcnn']
+    targets = ('score', 'x2')
+    dets = explain(model, image, explainer=exact_odam(), targets=targets,
+                   score_thr=0.0).pred_instances
+    rows = explain(model, image, explainer=exact_odam(), targets=targets,
+                   score_thr=0.0, candidates=SuppressedCandidates(
+                       iou_thr=0.3)).pred_instances
+    assert len(rows) > 0 and rows.ref_correlation.shape == (len(rows), 2)
+    grid = common_grid_size(image.shape[:2], 50)
+    for k in range(len(rows)):
+        own = rows.heatmaps.render([k], size=grid)[0].flatten(1).double()
+        ref = dets.heatmaps.render([int(rows.ref_index[k])],
+                                   size=grid)[0].flatten(1).double()
+        cosine = (own * ref).sum(1) / (own.norm(dim=1) * ref.norm(dim=1))
+        torch.testing.assert_close(rows.ref_correlation[k].double(),
+                                   cosine.nan_to_num(0.), atol=1e-5,
+                                   rtol=0)
+    assert float(rows.ref_correlation.max()) > 0

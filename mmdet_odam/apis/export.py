@@ -397,12 +397,14 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
 
 
 def candidate_arrays(pred) -> dict:
-    """What each explained row refers to (``ref_index``, ``ref_iou``) and
+    """What each explained row refers to (``ref_index``, ``ref_iou``,
+    ``ref_correlation``) and
     which candidate it is (``cand_*``), as numpy arrays, when present."""
-    names = ['ref_index', 'ref_iou'] + sorted(
+    names = ['ref_index', 'ref_iou', 'ref_correlation'] + sorted(
         k for k in pred.keys() if k.startswith('cand_'))
     return {name: _numpy(pred.get(name),
-                         np.float32 if name == 'ref_iou' else np.int64)
+                         np.int64 if name == 'ref_index' or
+                         name.startswith('cand_') else np.float32)
             for name in names if name in pred}
 
 

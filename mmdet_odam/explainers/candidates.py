@@ -108,6 +108,10 @@ def _labels_in_range(labels: Sequence[int], adapter: DetectorAdapter
 class CandidateSelector:
     """Picks the candidates of one image to explain (see module doc)."""
 
+    #: Rows' ``ref_index`` points at final detections, whose maps the rows'
+    #: maps are then compared with (``ref_correlation``).
+    refers_to_detections = False
+
     def check(self, adapter: DetectorAdapter) -> None:
         """One-line errors for options the detector cannot serve, before any
         map is computed (called once per batch)."""
@@ -168,6 +172,8 @@ class SuppressedCandidates(CandidateSelector):
             ones per detection.
     """
 
+    refers_to_detections = True
+
     def __init__(self, det_index: Union[int, Sequence[int], None] = None,
                  iou_thr: float = 0.5,
                  max_per_detection: Optional[int] = None) -> None:
@@ -223,6 +229,8 @@ class OtherClasses(CandidateSelector):
         det_index (int | Sequence[int], optional): Which final detections
             (indices into those scoring >= ``score_thr``); default all.
     """
+
+    refers_to_detections = True
 
     def __init__(self, labels: Union[int, Sequence[int]],
                  det_index: Union[int, Sequence[int], None] = None) -> None:
@@ -336,6 +344,38 @@ def _empty_rows(pool: InstanceData) -> InstanceData:
     rows.ref_index = pool.labels.new_zeros((0, ), dtype=torch.long)
     rows.ref_iou = pool.labels.new_zeros((0, ), dtype=torch.float)
     return rows
+
+
+#: Short edge of the grid maps are compared on (Odam-NMS's default).
+CORRELATION_GRID_SHORT_EDGE = 50
+
+
+def reference_correlations(maps, ref_maps, ref_rows: Tensor,
+                           short_edge: int = CORRELATION_GRID_SHORT_EDGE
+                           ) -> Tensor:
+    """Cosine correlation of each row's maps with its reference's maps.
+
+    Both are rendered on a grid with the image's aspect ratio and
+    ``short_edge`` cells on its shorter side (as Odam-NMS compares maps).
+
+    Args:
+        maps (HeatMaps): N rows x T targets.
+        ref_maps (HeatMaps): R references x the same T targets.
+        ref_rows (Tensor): (N, ) row of ``ref_maps`` each row refers to.
+
+    Returns:
+        Tensor: (N, T) in [0, 1] (0 where either map is all zero).
+    """
+    from ..models.candidate_maps import common_grid_size
+    from ..models.odam_nms import map_correlation
+    grid = common_grid_size(maps.ori_shape, short_edge)
+    out = torch.zeros((len(ref_rows), len(maps.targets)))
+    for row, ref in enumerate(ref_rows.tolist()):
+        own = maps.render([row], size=grid)[0]
+        other = ref_maps.render([ref], size=grid)[0]
+        for t in range(len(maps.targets)):
+            out[row, t] = map_correlation(own[t:t + 1], other[t:t + 1])[0, 0]
+    return out
 
 
 def as_selectors(candidates, num_images: int) -> list:
