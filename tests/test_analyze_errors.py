@@ -54,7 +54,8 @@ def _records(heat: np.ndarray) -> list:
                 attribute_maps=dict(score=heat, x2=heat), note='n')
     recs = [dict(base, kind=k, det=i) for i, k in enumerate(ERROR_TYPES)]
     recs[-1] = dict(kind='missed', det=-1, label=0, class_name='person',
-                    gt_box=[50., 50., 60., 60.], panels=[], note='none')
+                    gt_box=[50., 50., 60., 60.], panels=[], note='none',
+                    cause='no candidate')
     return recs
 
 
@@ -77,6 +78,9 @@ def test_report_counts_json_table_and_page_agree(tmp_path):
     assert data['counts'] == dict(dict.fromkeys(ERROR_TYPES, 0), correct=2,
                                   duplicate=2)
     assert data['total'] == 4 and data['num_errors'] == 2
+    assert data['missed_causes'] == {'no candidate': 1}
+    assert 'data-cause="no candidate" data-count="1"' in \
+        (tmp_path / 'index.html').read_text()
     # one card per error kind (correct has none; max_cards=1)
     assert sorted(c['type'] for c in data['cards']) == sorted(ERROR_TYPES[1:])
     page = _page_counts(tmp_path / 'index.html')
@@ -238,6 +242,7 @@ def test_cli_on_the_synthetic_val_split(tmp_path, synthetic_crowd_root):
     assert data['counts']['correct'] + data['counts']['missed'] + covered \
         >= objects
     assert data['counts']['correct'] > 0
+    assert sum(data['missed_causes'].values()) == data['counts']['missed']
     assert '| correct |' in res.stdout
 
 
@@ -302,6 +307,8 @@ def test_missed_object_gets_the_detectors_best_candidate(model,
     assert rec['iou'] == pytest.approx(
         float(box_iou([rec['box']], gt[None])[0, 0]), abs=2e-3)
     assert rec['score'] >= float(sample.pred_instances.scores[top]) - 1e-5
-    assert 'NMS removed it' in rec['note'] or rec['score'] < 0.3
+    assert ('NMS removed it' in rec['note']) == (rec['score'] >= 0.3)
+    assert rec['cause'] == ('removed by NMS' if rec['score'] >= 0.3 else
+                            'score below the threshold')
     assert [p[0] for p in rec['panels']] == ['best candidate: score map',
                                              'best candidate: combined map']

@@ -297,6 +297,7 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
                    gt_box=_box(gt_bboxes[g]), gt_label=label, panels=[],
                    score=0., iou=0.)
         if cand is None:
+            rec['cause'] = 'no candidate'
             rec['note'] = 'the detector has no candidate for this object'
         else:
             maps = cand['maps']
@@ -307,8 +308,10 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
                              ('best candidate: combined map',
                               maps['combined'], 'det')]
             if cand['score'] >= score_thr:  # scored enough: NMS removed it
+                rec['cause'] = 'removed by NMS'
                 why = f">= {score_thr}, but NMS removed it"
             else:
+                rec['cause'] = 'score below the threshold'
                 why = f'< {score_thr}'
             rec['note'] = (f"best candidate of its class scores "
                            f"{cand['score']:.3f} {why} (IoU "

@@ -104,6 +104,7 @@ class ErrorReport:
         self.cards: List[dict] = []
         self.values: Dict[str, List[tuple]] = {t: [] for t in ERROR_TYPES}
         self.shown = dict.fromkeys(ERRORS, 0)
+        self.missed_causes: Dict[str, int] = {}  # over all missed objects
 
     def check(self) -> None:
         """Raise :class:`~mmdet_odam.apis.output_files.OutputConflictError`
@@ -153,6 +154,10 @@ class ErrorReport:
             kind = rec['kind']
             self.values[kind].append((rec.get('score', 0.),
                                       rec.get('iou', 0.)))
+            if kind == 'missed':
+                cause = rec.get('cause', 'unknown')
+                self.missed_causes[cause] = self.missed_causes.get(cause,
+                                                                   0) + 1
             if kind == 'correct' or self.shown[kind] >= self.max_cards:
                 continue
             self.shown[kind] += 1
@@ -257,6 +262,7 @@ class ErrorReport:
                       num_images=summary['num_images'],
                       total=summary['total'],
                       num_errors=summary['num_errors'],
+                      missed_causes=dict(sorted(self.missed_causes.items())),
                       cards_per_type=dict(self.shown), cards=self.cards,
                       plots=plots, table=table)
         text = json.dumps(report, indent=1, default=float)
@@ -418,6 +424,11 @@ def render_page(report: dict) -> str:
     class_options = ''.join(f'<option value="{_esc(c)}">{_esc(c)}</option>'
                             for c in classes)
     cards = '\n'.join(_card_html(c) for c in report['cards'])
+    causes = ', '.join(
+        f'<span class="cause" data-cause="{_esc(k)}" data-count="{v}">'
+        f'{v} {_esc(k)}</span>' for k, v in report['missed_causes'].items())
+    causes = f'<p id="missed-causes">Missed objects, by the detector\'s ' \
+        f'best candidate for them: {causes}.</p>' if causes else ''
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -438,6 +449,7 @@ entries (detections and missed objects). Click a row to filter the cards.</p>
 <td id="num-errors" data-count="{report['num_errors']}">
 {report['num_errors']} errors</td>{''.join('<td></td>' for _ in classes)}</tr>
 </tbody></table>
+{causes}
 <img src="{_esc(report['plots']['overview'])}" alt="counts per error type">
 <div class="plots">{plots}</div>
 <h2>Errors explained</h2>
