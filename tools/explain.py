@@ -1,5 +1,10 @@
 """Explain every detection of images with ODAM heat maps and save pictures.
 
+``--method bbam`` explains with the BBAM baseline instead (a mask optimised
+per detection, ``--bbam-steps`` Adam steps on a ``--bbam-mask-size`` grid;
+see ``mmdet_odam/explainers/bbam.py``); its default target is ``score`` alone,
+as BBAM gives one map per detection (every requested target shows it).
+
 Example::
 
     python tools/explain.py configs/fcos/fcos_tiny_synthetic-crowd.py \
@@ -12,8 +17,12 @@ each image ``stem`` it writes, under ``--out-dir``:
 
 * ``<stem>/det<idx:03d>_<target>.png``: heat map of one detection and target
   over the image (RGB), the detection box drawn;
+* ``<stem>/det<idx:03d>_grid.png`` with ``--layout grid`` (or ``both``):
+  one figure per detection with all its maps side by side (``--layout grid``
+  writes these instead of the per-map overlays);
 * ``<stem>/gallery.png``: one tile per detection ('combined' map if explained,
   else the first target), or the image captioned "no detections";
+  every picture has a legend band: the map's name and a 0-1 colour bar;
 * ``<stem>.npz``: ``bboxes`` (N, 4) float32, ``scores`` (N,), ``labels``
   (N,), ``targets`` (T,) str and the maps, in [0, 1] on the original image
   grid, each cropped to its non-zero box (``heatmap_shape``,
@@ -83,16 +92,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='image files and/or directories of images')
     p.add_argument('--out-dir', required=True,
                    help='output directory (created if missing)')
-    p.add_argument('--targets', nargs='+', default=list(DEFAULT_TARGETS),
+    p.add_argument('--targets', nargs='+', default=None,
                    help='explained quantities, from score x1 y1 x2 y2 '
-                   'combined (default: all)')
+                   'combined (default: all; score with --method bbam)')
     p.add_argument('--score-thr', type=float, default=0.3,
                    help='explain detections scoring at least this')
     p.add_argument('--device', default=None,
                    help='torch device (default: cuda:0 if available, else '
                    'cpu)')
     p.add_argument('--method', default='auto',
-                   help="gradient computation: 'auto', 'fast' or 'exact'")
+                   help="ODAM's gradient computation: 'auto', 'fast' or "
+                   "'exact'; or 'bbam' for the BBAM baseline")
+    p.add_argument('--bbam-steps', type=int, default=300,
+                   help='--method bbam: Adam steps per mask (default 300)')
+    p.add_argument('--bbam-mask-size', type=int, default=16,
+                   help='--method bbam: mask cells per side (default 16)')
     p.add_argument('--feature', default='neck',
                    help="explained feature map: 'neck', 'backbone' or a "
                    "family-specific one such as 'roi' or DETR's 'encoder'")
@@ -113,7 +127,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--cmap', default='jet', help='matplotlib colormap')
     p.add_argument('--chunk-size', type=int, default=64,
                    help='detections whose gradients are computed together '
-                   '(bounds memory; default 64)')
+                   '(BBAM: masked images per forward; bounds memory; '
+                   'default 64)')
+    p.add_argument('--layout', default='separate',
+                   choices=('separate', 'grid', 'both'),
+                   help="'separate': one overlay per detection and map; "
+                   "'grid': one figure per detection with all its maps; "
+                   "'both'")
     p.add_argument('--dense-npz', action='store_true',
                    help='also store the maps as a dense (N, T, H, W) float16 '
                    'array in the npz (grows with the image size)')
@@ -176,6 +196,13 @@ def check_options(args: argparse.Namespace) -> List[str]:
     Raises:
         ValueError | FileNotFoundError: The first problem, in one line.
     """
+    if args.targets is None:
+        args.targets = ['score'] if args.method == 'bbam' else \
+            list(DEFAULT_TARGETS)
+    if args.method == 'bbam' and (args.suppressed or args.classes or
+                                  args.box):
+        raise ValueError('--method bbam explains the final detections only; '
+                         '--suppressed / --classes / --box need ODAM')
     targets = list(dict.fromkeys(args.targets))  # drop repeats, keep order
     unknown = [t for t in targets if t not in DEFAULT_TARGETS]
     if unknown:
@@ -263,6 +290,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                          smooth=parse_smooth(args.smooth), method=args.method,
                          cell_position=args.cell_position,
                          chunk_size=args.chunk_size)
+    if args.method == 'bbam':
+        explainer_cfg = dict(type='BBAM', num_steps=args.bbam_steps,
+                             mask_size=args.bbam_mask_size,
+                             chunk_size=args.chunk_size)
     try:  # option values the explainer checks itself, still before the model
         explainer = build_explainer(explainer_cfg)
     except (ValueError, TypeError) as e:
@@ -329,7 +360,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      alpha=args.alpha, cmap=args.cmap,
                                      protected=protected,
                                      overwrite=args.overwrite,
-                                     dense=args.dense_npz)
+                                     dense=args.dense_npz,
+                                     layout=args.layout)
         except OutputConflictError as e:
             tqdm.write(f'warning: {path}: outputs not written: {e}' +
                        (f'; {OVERWRITE_HINT}' if e.overridable else ''),

@@ -249,6 +249,34 @@ class DetectorAdapter:
         raise ValueError(f'{type(self).__name__} has no NMS to take '
                          'suppressed candidates from')
 
+    def candidate_scalars_on_inputs(self, inputs: Tensor,
+                                    state: ForwardState, img_idx: int,
+                                    det_ids: Sequence[int]) -> Tensor:
+        """Scalars of given candidates when the detector sees new inputs.
+
+        Row k of ``inputs`` (e.g. a perturbed copy of image ``img_idx``, of
+        the same size) is run through the detector and the exact candidate
+        of detection ``det_ids[k]`` of ``state`` is read on it (not re-matched
+        among the new outputs). Used by perturbation explainers (BBAM).
+
+        Args:
+            inputs (Tensor): (K, C, H, W) preprocessed, same H, W as the
+                state's input.
+            state (ForwardState): The forward that found the detections.
+            img_idx (int): Image of ``state`` the detections belong to.
+            det_ids (Sequence[int]): K detection indices into
+                ``state.results[img_idx]``.
+
+        Returns:
+            Tensor: (K, len(ATTRIBUTES)), with the graph to ``inputs``.
+
+        Raises:
+            TypeError: For families that do not implement it.
+        """
+        raise TypeError(f'{type(self).__name__} cannot read candidates on '
+                        'new inputs (dense heads and two-stage detectors '
+                        'can)')
+
     # -- generic exact path ----------------------------------------------------
     def exact_gradients(self, state: ForwardState, img_idx: int,
                         det_ids: Sequence[int], attr_ids: Sequence[int]

@@ -380,6 +380,31 @@ class DenseHeadAdapter(DetectorAdapter):
                     col[sel], priors[level][index[sel]], res.labels[sel]))
         return scalars
 
+    def candidate_scalars_on_inputs(self, inputs: Tensor,
+                                    state: ForwardState, img_idx: int,
+                                    det_ids: Sequence[int]) -> Tensor:
+        """See the base class: the head runs on row k's features and the
+        candidate's (level, index) of ``state`` is read there by
+        :meth:`candidate_scalars` (priors and grid sizes are the state's)."""
+        feats = self.model.extract_feat(inputs)
+        sizes = [tuple(f.shape[-2:]) for f in feats]
+        if sizes != [tuple(s) for s in state.extras['featmap_sizes']]:
+            raise ValueError(f'inputs of size {tuple(inputs.shape[-2:])} give '
+                             f'feature maps {sizes}, not the state\'s')
+        res = state.results[img_idx]
+        ids = torch.as_tensor(list(det_ids), dtype=torch.long,
+                              device=res.labels.device)
+        if len(ids) != len(inputs):
+            raise ValueError(f'{len(inputs)} inputs for {len(ids)} '
+                             'candidates')
+        # image k of the view holds candidate k alone
+        view = ForwardState(
+            results=[res[ids[k:k + 1]] for k in range(len(ids))],
+            activations=[], strides=[],
+            extras=dict(state.extras, outs=self.head(feats)))
+        return torch.cat([self.candidate_scalars(view, k)
+                          for k in range(len(ids))])
+
     def _level_scalars(self, level_outs: Sequence[Tensor], batch: Tensor,
                        anchor: Tensor, row: Tensor, col: Tensor,
                        priors: Tensor, labels: Tensor) -> Tensor:

@@ -405,6 +405,26 @@ class TwoStageAdapter(DetectorAdapter):
                 state.extras['metas'][img_idx]['img_shape'])
         return scalars
 
+    def candidate_scalars_on_inputs(self, inputs: Tensor,
+                                    state: ForwardState, img_idx: int,
+                                    det_ids: Sequence[int]) -> Tensor:
+        """See the base class: each detection's own RoI (proposal) stays
+        fixed and the box head reads it on row k's features, as
+        :meth:`candidate_scalars` does on the original ones."""
+        extractor = self.model.roi_head.bbox_roi_extractor
+        ids = torch.as_tensor(list(det_ids), dtype=torch.long,
+                              device=state.results[img_idx].labels.device)
+        if len(ids) != len(inputs):
+            raise ValueError(f'{len(inputs)} inputs for {len(ids)} '
+                             'candidates')
+        rois = state.extras['det_rois'][img_idx][ids].clone()
+        rois[:, 0] = torch.arange(len(ids), device=rois.device)
+        feats = self.model.extract_feat(inputs)
+        roi_feats = extractor(feats[:extractor.num_inputs],
+                              rois.type_as(feats[0]))
+        return self._scalars_from_roi_feats(
+            roi_feats, rois, state.results[img_idx].labels[ids])
+
     def _pooled_gradients(self, roi_feats: Tensor, rois: Tensor,
                           labels: Tensor, attr_ids: Sequence[int]
                           ) -> Tuple[Tensor, Tensor, Tensor]:
