@@ -7,6 +7,8 @@ class hierarchy.
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
 from .dense import DenseHeadAdapter
+from .dense_families import (GFLAdapter, RTMDetAdapter, RTMDetSepBNAdapter,
+                             YOLOXAdapter)
 from .detr import DETRAdapter
 from .registry import adapter_class, register_adapter, supported_families
 from .two_stage import TwoStageAdapter
@@ -24,6 +26,7 @@ def build_adapter(model, feature: str = 'neck',
 
 
 __all__ = ['ATTRIBUTES', 'DetectorAdapter', 'ForwardState', 'LevelGradients',
-           'DenseHeadAdapter', 'TwoStageAdapter', 'DETRAdapter',
+           'DenseHeadAdapter', 'GFLAdapter', 'RTMDetAdapter',
+           'RTMDetSepBNAdapter', 'YOLOXAdapter', 'TwoStageAdapter', 'DETRAdapter',
            'adapter_class', 'build_adapter', 'register_adapter',
            'supported_families', 'outward_extents']
