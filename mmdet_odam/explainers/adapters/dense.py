@@ -28,7 +28,7 @@ from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
-from .registry import register_adapter
+from .registry import overridden, register_adapter, registered_adapter
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -103,13 +103,36 @@ def dense_candidates(head, feats: Sequence[Tensor],
         GroupNorm statistics of the forward (``record_norm_stats``), as
         :class:`~mmdet_odam.models.CandidateMapper` needs them.
     """
+    adapter = head_adapter(head)
     with torch.no_grad(), record_norm_stats(head) as norm_stats:
         outs = head(feats)
-        with track_dense_candidates(head):
+        with adapter.track_candidates([o.shape[-2:] for o in outs[0]]):
             candidates = head.predict_by_feat(
                 *outs, batch_img_metas=list(batch_img_metas), cfg=cfg,
                 rescale=False, with_nms=False)
     return candidates, norm_stats
+
+
+def head_adapter(head, score_target: str = 'logit') -> 'DenseHeadAdapter':
+    """The adapter of a bare dense head's family (along its class's MRO, as
+    :func:`~.registry.adapter_class`), on ``head`` itself (``from_head``).
+
+    Raises:
+        TypeError: One line, when the head's family has no dense adapter or
+            overrides a method it relies on.
+    """
+    for registered in type(head).__mro__:
+        adapter = registered_adapter(registered)
+        if adapter is None:
+            continue
+        changed = overridden(head, registered, adapter.relies_on) if \
+            issubclass(adapter, DenseHeadAdapter) else ['(not a dense head)']
+        if changed:
+            raise TypeError(f'{type(head).__name__} overrides '
+                            f'{registered.__name__}.{", ".join(changed)}; '
+                            'its candidates cannot be tracked')
+        return adapter.from_head(head, score_target)
+    raise TypeError(f'{type(head).__name__} has no dense-head ODAM adapter')
 
 
 # Attributes that share head outputs: the score reads the class (and score
