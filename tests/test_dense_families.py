@@ -341,3 +341,51 @@ def test_odam_nms_runs_and_reduces_to_the_heads_nms(family, models, image):
     torch.testing.assert_close(classical.scores, standard.scores[order])
     torch.testing.assert_close(classical.bboxes, standard.bboxes[order])
     assert len(paper) >= len(standard)
+
+
+@pytest.mark.parametrize('family,head_type', [('gfl', None),
+                                              ('rtmdet', 'RTMDetHead')])
+def test_odam_train_logs_the_hand_sum_of_its_positives(family, head_type):
+    """Odam-Train on GFL (distribution decoding) and RTMDet (GroupNorm head):
+    the logged losses equal the hand sum over the recorded positives
+    (helpers of tests/test_odam_train.py)."""
+    from mmdet.registry import MODELS
+    from test_odam_train import (CROWD, _batch, assert_losses_equal_hand_sum,
+                                 record_loss_inputs)
+
+    from mmdet_odam.models import OdamTrainLoss, install_odam_train
+    cfg = tiny_config(family)
+    if head_type:  # RTMDet's shared-norm head with GroupNorm
+        head = cfg.model.bbox_head
+        head.type = head_type
+        head.norm_cfg = dict(type='GN', num_groups=8)
+        for key in ('share_conv', 'exp_on_reg'):
+            head.pop(key, None)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    odam = OdamTrainLoss()
+    recorded = record_loss_inputs(odam)
+    install_odam_train(model, odam)
+    inputs, samples = _batch([CROWD, CROWD[:2]])
+    losses = model.loss(inputs, samples)
+    assert all(len(pos) > 0 for pos in recorded[0][0])
+    assert_losses_equal_hand_sum(losses, recorded[0], odam)
+
+
+@pytest.mark.parametrize('family,named', [
+    ('yolox', 'no target recovery for YOLOXHead'),
+    ('rtmdet', 'RTMDetSepBNHead is not a conv-only dense head')])
+def test_odam_train_refusals_are_one_line(family, named):
+    from mmdet.registry import MODELS
+    from test_odam_train import CROWD, _batch
+
+    from mmdet_odam.models import OdamTrainLoss, install_odam_train
+    model = MODELS.build(tiny_config(family).model)
+    model.train()
+    install_odam_train(model, OdamTrainLoss())
+    inputs, samples = _batch([CROWD])
+    with pytest.raises(TypeError) as error:
+        model.loss(inputs, samples)
+    assert named in str(error.value) and '\n' not in str(error.value)

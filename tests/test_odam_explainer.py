@@ -454,7 +454,7 @@ def test_recorded_group_norm_statistics_match_their_definition():
      'CascadeRCNN with CascadeRoIHead'),
     ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
      'DeformableDETR with DeformableDETRHead'),
-    ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', 'YOLOX with YOLOXHead')])
+    ('mmdet::tood/tood_r50_fpn_1x_coco.py', 'TOOD with TOODHead')])
 def test_unsupported_family_is_one_line_naming_the_supported(config, named,
                                                              models):
     """Detectors whose post-processing the adapters cannot tag are refused
