@@ -273,8 +273,7 @@ def test_explain_api_maps_every_detection(family, models, image):
     assert bool((maps.flatten(1).amax(1) > 0).any())
 
 
-# ATSS uses DenseHeadAdapter's own pools (written on main)
-@pytest.mark.parametrize('family', ['gfl', 'rtmdet', 'yolox'])
+@pytest.mark.parametrize('family', FAMILIES)
 def test_candidate_pools_hold_the_detections(family, models, runs, image):
     """Every (level, prior) is a location; the pre-NMS pool is the head's
     own with_nms=False output and contains each final detection with its
@@ -327,7 +326,9 @@ def test_odam_nms_runs_and_reduces_to_the_heads_nms(family, models, image):
     head's own NMS keeps; with the paper's thresholds it runs (maps from the
     family's adapter) and keeps at least as many boxes."""
     from mmdet.apis import inference_detector
-    model = models[family]
+
+    from mmdet_odam.models import enable_odam_nms
+    model = enable_odam_nms(models[family])  # active only with odam_nms
     cfg = model.bbox_head.test_cfg
     standard = inference_detector(model, image).pred_instances
     try:

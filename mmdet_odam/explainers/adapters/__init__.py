@@ -27,6 +27,7 @@ def build_adapter(model, feature: str = 'neck',
 
 __all__ = ['ATTRIBUTES', 'DetectorAdapter', 'ForwardState', 'LevelGradients',
            'DenseHeadAdapter', 'GFLAdapter', 'RTMDetAdapter',
-           'RTMDetSepBNAdapter', 'YOLOXAdapter', 'TwoStageAdapter', 'DETRAdapter',
+           'RTMDetSepBNAdapter', 'YOLOXAdapter', 'TwoStageAdapter',
+           'DETRAdapter',
            'adapter_class', 'build_adapter', 'register_adapter',
            'supported_families', 'outward_extents']
