@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from mmcv.cnn import Scale
+from mmcv.ops import batched_nms
 from mmdet.apis import init_detector
 from mmdet.structures.bbox import scale_boxes
 from mmengine.config import Config
@@ -45,6 +46,8 @@ def tiny_config(family: str, norm: str = 'default') -> Config:
     base channels; 64-channel FPN, strides 8/16/32) and a one-conv, 32-channel
     head for one class; ``norm='BN'`` gives the head batch norm (exact fast
     path) instead of its default."""
+    shared = family == 'rtmdet_shared'  # RTMDetHead: one tower, all levels
+    family = 'rtmdet' if shared else family
     cfg = Config.fromfile(osp.join(ROOT, CONFIGS[family]))
     trunk = Config.fromfile(osp.join(ROOT,
                                      'configs/_base_/models/tiny_trunk.py'))
@@ -58,6 +61,10 @@ def tiny_config(family: str, norm: str = 'default') -> Config:
     head = cfg.model.bbox_head
     head.update(num_classes=1, in_channels=64, feat_channels=32,
                 stacked_convs=1)
+    if shared:
+        head.type = 'RTMDetHead'
+        for key in ('share_conv', 'exp_on_reg'):
+            head.pop(key)
     if family == 'yolox':
         head.strides = (8, 16, 32)
     elif 'anchor_generator' in head:
@@ -82,8 +89,11 @@ def build_model(family: str, norm: str = 'default', seed: int = 0):
     torch.manual_seed(seed)
     model = init_detector(tiny_config(family, norm), None, device='cpu')
     model.dataset_meta = dict(classes=('person', ))
-    # random BatchNorm statistics, so the fast path must reproduce them
+    # random BatchNorm statistics and per-level scales, so the fast path
+    # must take each level's own
     for module in model.bbox_head.modules():
+        if isinstance(module, Scale):
+            module.scale.data.uniform_(0.5, 1.5)
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
@@ -223,6 +233,29 @@ def test_explained_candidates_are_the_models_own_detections(family, runs):
 
 
 @pytest.mark.parametrize('family', FAMILIES)
+def test_scalars_of_every_prior_of_every_level_follow_the_formula(
+        family, models, image):
+    """candidate_scalars of every (level, prior) equal the family's formula
+    on the raw outputs (levels in order, priors row-major: one per cell)."""
+    model = models[family]
+    inputs, samples = preprocess(model, image)
+    adapter = build_adapter(model, 'neck')
+    with torch.enable_grad():
+        state = adapter.forward(inputs, samples)
+        locations = adapter.candidate_locations(state, 0)
+        locations.labels = torch.zeros_like(locations.cand_level)
+        state.results = [locations]
+        scalars = adapter.candidate_scalars(state, 0).detach()
+        scores, boxes = all_candidates(family, model, state.activations)
+    assert len(scalars) == len(scores) and \
+        set(locations.cand_level.tolist()) == {0, 1, 2}
+    torch.testing.assert_close(scalars[:, 0], scores.detach())
+    torch.testing.assert_close(
+        scalars[:, 1:], (boxes * torch.tensor([-1., -1., 1., 1.])).detach(),
+        atol=1e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize('family', FAMILIES)
 def test_exact_gradients_equal_independent_autograd(family, runs):
     adapter, state, leaves, _, expected = runs[family]
     with torch.enable_grad():
@@ -243,16 +276,34 @@ def test_exact_gradients_equal_independent_autograd(family, runs):
                                                rtol=1e-4)
 
 
-@pytest.mark.parametrize('family', FAMILIES)
-def test_fast_path_equals_exact_with_batch_norm(family, runs):
-    adapter, state = runs[family][:2]
+@pytest.mark.parametrize('family', FAMILIES + ['rtmdet_shared'])
+def test_fast_path_equals_exact_with_batch_norm(family, models, image):
+    model = models[family] if family in models else \
+        build_model(family, norm='BN')
+    adapter = build_adapter(model, 'neck')
+    with torch.enable_grad():  # its own state: the results are replaced
+        state = adapter.forward(*preprocess(model, image))
+    assert type(adapter).__name__ == dict(
+        atss='DenseHeadAdapter', gfl='GFLAdapter',
+        rtmdet='RTMDetSepBNAdapter', rtmdet_shared='RTMDetAdapter',
+        yolox='YOLOXAdapter')[family]
     assert adapter.has_fast_path() and adapter.fast_path_is_exact()
+    # two candidates of every level (detections may all sit on one level),
+    # at the map's corner and inside it
+    locations = adapter.candidate_locations(state, 0)
+    picks = torch.cat([(locations.cand_level == lvl).nonzero()[[0, -7], 0]
+                       for lvl in range(3)])
+    chosen = locations[picks]
+    chosen.labels = torch.zeros_like(chosen.cand_level)
+    chosen.img_index = torch.zeros_like(chosen.cand_level)
+    state.results = [chosen]
+    num = len(chosen)
     with torch.enable_grad():
-        exact = pasted(adapter.exact_gradients(state, 0, range(NUM_DETS),
+        exact = pasted(adapter.exact_gradients(state, 0, range(num),
                                                range(5)), state)
-        fast = pasted(adapter.fast_gradients(state, 0, range(NUM_DETS),
+        fast = pasted(adapter.fast_gradients(state, 0, range(num),
                                              range(5)), state)
-    assert exact.keys() == fast.keys() and len(exact) == NUM_DETS * 5
+    assert exact.keys() == fast.keys() and len(exact) == num * 5
     for pair, levels in exact.items():
         for level, grad in levels.items():
             torch.testing.assert_close(fast[pair][level], grad, atol=1e-5,
@@ -294,7 +345,12 @@ def test_candidate_pools_hold_the_detections(family, models, runs, image):
             rescale=True, with_nms=False)[0]
     torch.testing.assert_close(pool.bboxes, expected.bboxes)
     torch.testing.assert_close(pool.scores, expected.scores)
+    # MMDetection's NMS of the pool gives the final detections
+    kept, _ = batched_nms(pool.bboxes, pool.scores, pool.labels,
+                          model.bbox_head.test_cfg.nms)
     res = state.results[0]
+    torch.testing.assert_close(kept[:NUM_DETS, :4], res.bboxes)
+    torch.testing.assert_close(kept[:NUM_DETS, 4], res.scores)
     for k in range(len(res)):
         same = (pool.cand_level == res.cand_level[k]) & \
             (pool.cand_index == res.cand_index[k]) & \
@@ -303,6 +359,42 @@ def test_candidate_pools_hold_the_detections(family, models, runs, image):
         j = int(same.nonzero()[0, 0])
         torch.testing.assert_close(pool.scores[j], res.scores[k])
         torch.testing.assert_close(pool.bboxes[j], res.bboxes[k])
+
+
+# random RTMDet boxes are below a pixel wide: none overlaps another
+@pytest.mark.parametrize('family', ['atss', 'gfl', 'yolox'])
+def test_suppressed_candidates_are_explained_with_their_own_score(
+        family, models, image):
+    """explain(candidates=SuppressedCandidates()) selects pool rows that are
+    not detections; each row's explained score is its pool score."""
+    from mmdet_odam.explainers import SuppressedCandidates
+    model = models[family]
+    dets = explain(model, image, targets=('score', ), score_thr=0.0,
+                   explainer=ODAM(smooth='none')).pred_instances
+    rows = explain(model, image, targets=('score', ), score_thr=0.0,
+                   explainer=ODAM(smooth='none'),
+                   candidates=SuppressedCandidates(iou_thr=0.1)
+                   ).pred_instances
+    assert len(rows) > 0
+    _, pool_scores, pool_boxes = _pool(model, image)
+    for box, score in zip(rows.bboxes, rows.scores):
+        hit = ((pool_boxes - box).abs().amax(-1) < 1e-3) & \
+            ((pool_scores - score).abs() < 1e-6)
+        assert bool(hit.any())
+        assert not bool(((dets.bboxes - box).abs().amax(-1) < 1e-4).any())
+    maps = rows.heatmaps.to_tensor()
+    assert bool(torch.isfinite(maps).all()) and bool((maps > 0).any())
+
+
+def _pool(model, image):
+    """MMDetection's own pre-NMS pool (labels, scores, boxes)."""
+    inputs, samples = preprocess(model, image)
+    with torch.no_grad():
+        pool = model.bbox_head.predict_by_feat(
+            *model.bbox_head(model.extract_feat(inputs)),
+            batch_img_metas=[samples[0].metainfo], rescale=True,
+            with_nms=False)[0]
+    return pool.labels, pool.scores, pool.bboxes
 
 
 def test_tood_is_refused_in_one_line_naming_the_families():
