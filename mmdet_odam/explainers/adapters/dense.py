@@ -51,7 +51,7 @@ def track_dense_candidates(head):
 
     Raises:
         TypeError: If the head's ``_predict_by_feat_single`` does not use
-            ``filter_scores_and_topk`` (it is overridden: GFL, YOLOX...).
+            ``filter_scores_and_topk`` (it is overridden: TOOD...).
     """
     kept: List[Tensor] = []
     cls = type(head)
@@ -242,7 +242,8 @@ class DenseHeadAdapter(DetectorAdapter):
 
     family = ('single-stage detectors whose dense head keeps BaseDenseHead\'s '
               'post-processing (FCOS, RetinaNet, ATSS, ...)')
-    # candidates are tagged inside these (YOLOX, GFL, TOOD... override them)
+    # candidates are tagged inside these (TOOD overrides them; GFL, RTMDet
+    # and YOLOX have their own adapters: dense_families.py)
     relies_on = ('predict_by_feat', '_predict_by_feat_single')
     detector_type = SingleStageDetector
 

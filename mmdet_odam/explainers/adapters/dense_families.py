@@ -13,7 +13,8 @@ hooks of :class:`~.dense.DenseHeadAdapter` (``decode``, ``box_channels``,
 * YOLOX: its own ``predict_by_feat`` (objectness x class score, boxes
   decoded from priors with strides); candidates are tracked through it.
 
-Every scalar is in input-image pixels (boxes) or a probability (score).
+Box scalars are in input-image pixels; the score is a probability (the raw
+class logit with ``score_target='logit'``).
 """
 import copy
 from contextlib import contextmanager
