@@ -525,3 +525,12 @@ def test_trained_tiny_atss_detects_and_tools_explain_explains_it(
         inside = np.zeros(heat.shape, dtype=bool)
         inside[y1:y2, x1:x2] = True
         assert heat[inside].mean() > heat[~inside].mean()
+
+
+def test_non_finite_box_sizes_are_a_one_line_error_with_adaptive_sigma():
+    from mmdet_odam.explainers.heatmap import smoothing_sigmas
+    sizes = torch.tensor([[10., 20.], [float('inf'), 5.]])
+    with pytest.raises(ValueError, match="smooth='none'"):
+        smoothing_sigmas('adaptive', sizes, torch.tensor([8., 8.]))
+    assert smoothing_sigmas(2.0, sizes, torch.tensor([8., 8.])).tolist() == \
+        [2.0, 2.0]
