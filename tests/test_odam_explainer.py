@@ -454,7 +454,7 @@ def test_recorded_group_norm_statistics_match_their_definition():
      'SparseRCNN with SparseRoIHead'),
     ('mmdet::grid_rcnn/grid-rcnn_r50_fpn_gn-head_2x_coco.py',
      'GridRCNN with GridRoIHead'),
-    ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', 'YOLOX with YOLOXHead')])
+    ('mmdet::tood/tood_r50_fpn_1x_coco.py', 'TOOD with TOODHead')])
 def test_unsupported_family_is_one_line_naming_the_supported(config, named,
                                                              models):
     """Detectors whose post-processing the adapters cannot tag are refused

@@ -9,6 +9,8 @@ from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
 from .cascade import CascadeAdapter
 from .dense import DenseHeadAdapter
 from .deformable_detr import DeformableDETRAdapter
+from .dense_families import (GFLAdapter, RTMDetAdapter, RTMDetSepBNAdapter,
+                             YOLOXAdapter)
 from .detr import DETRAdapter
 from .registry import adapter_class, register_adapter, supported_families
 from .two_stage import TwoStageAdapter
@@ -26,7 +28,8 @@ def build_adapter(model, feature: str = 'neck',
 
 
 __all__ = ['ATTRIBUTES', 'DetectorAdapter', 'ForwardState', 'LevelGradients',
-           'DenseHeadAdapter', 'TwoStageAdapter', 'DETRAdapter',
-           'CascadeAdapter', 'DeformableDETRAdapter',
+           'DenseHeadAdapter', 'GFLAdapter', 'RTMDetAdapter',
+           'RTMDetSepBNAdapter', 'YOLOXAdapter', 'TwoStageAdapter',
+           'CascadeAdapter', 'DETRAdapter', 'DeformableDETRAdapter',
            'adapter_class', 'build_adapter', 'register_adapter',
            'supported_families', 'outward_extents']

@@ -17,7 +17,8 @@ image so that border boxes keep a gradient).
 import inspect
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import (Callable, ContextManager, List, Optional, Sequence,
+                    Tuple)
 
 import torch
 from mmengine.structures import InstanceData
@@ -27,7 +28,7 @@ from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
-from .registry import register_adapter
+from .registry import overridden, register_adapter, registered_adapter
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -50,7 +51,7 @@ def track_dense_candidates(head):
 
     Raises:
         TypeError: If the head's ``_predict_by_feat_single`` does not use
-            ``filter_scores_and_topk`` (it is overridden: GFL, YOLOX...).
+            ``filter_scores_and_topk`` (it is overridden: TOOD...).
     """
     kept: List[Tensor] = []
     cls = type(head)
@@ -102,13 +103,36 @@ def dense_candidates(head, feats: Sequence[Tensor],
         GroupNorm statistics of the forward (``record_norm_stats``), as
         :class:`~mmdet_odam.models.CandidateMapper` needs them.
     """
+    adapter = head_adapter(head)
     with torch.no_grad(), record_norm_stats(head) as norm_stats:
         outs = head(feats)
-        with track_dense_candidates(head):
+        with adapter.track_candidates([o.shape[-2:] for o in outs[0]]):
             candidates = head.predict_by_feat(
                 *outs, batch_img_metas=list(batch_img_metas), cfg=cfg,
                 rescale=False, with_nms=False)
     return candidates, norm_stats
+
+
+def head_adapter(head, score_target: str = 'logit') -> 'DenseHeadAdapter':
+    """The adapter of a bare dense head's family (along its class's MRO, as
+    :func:`~.registry.adapter_class`), on ``head`` itself (``from_head``).
+
+    Raises:
+        TypeError: One line, when the head's family has no dense adapter or
+            overrides a method it relies on.
+    """
+    for registered in type(head).__mro__:
+        adapter = registered_adapter(registered)
+        if adapter is None:
+            continue
+        changed = overridden(head, registered, adapter.relies_on) if \
+            issubclass(adapter, DenseHeadAdapter) else ['(not a dense head)']
+        if changed:
+            raise TypeError(f'{type(head).__name__} overrides '
+                            f'{registered.__name__}.{", ".join(changed)}; '
+                            'its candidates cannot be tracked')
+        return adapter.from_head(head, score_target)
+    raise TypeError(f'{type(head).__name__} has no dense-head ODAM adapter')
 
 
 # Attributes that share head outputs: the score reads the class (and score
@@ -218,7 +242,8 @@ class DenseHeadAdapter(DetectorAdapter):
 
     family = ('single-stage detectors whose dense head keeps BaseDenseHead\'s '
               'post-processing (FCOS, RetinaNet, ATSS, ...)')
-    # candidates are tagged inside these (YOLOX, GFL, TOOD... override them)
+    # candidates are tagged inside these (TOOD overrides them; GFL, RTMDet
+    # and YOLOX have their own adapters: dense_families.py)
     relies_on = ('predict_by_feat', '_predict_by_feat_single')
     detector_type = SingleStageDetector
 
@@ -246,6 +271,35 @@ class DenseHeadAdapter(DetectorAdapter):
         adapter.num_outputs = None
         return adapter
 
+    # -- what family subclasses override (dense_families.py) -----------------
+    def track_candidates(self, featmap_sizes: Sequence) -> ContextManager:
+        """Context in which ``self.head.predict_by_feat`` tags its results
+        with ``cand_level``/``cand_index`` (:func:`track_dense_candidates`)."""
+        return track_dense_candidates(self.head)
+
+    def grid_priors(self, featmap_sizes: Sequence, dtype: torch.dtype,
+                    device: torch.device) -> List[Tensor]:
+        """Per level, the priors the head decodes with, (H_l * W_l * A, D)."""
+        return self.head.prior_generator.grid_priors(
+            featmap_sizes, dtype=dtype, device=device)
+
+    def box_channels(self) -> int:
+        """Regression outputs per prior."""
+        return self.head.bbox_coder.encode_size
+
+    def decode(self, priors: Tensor, box_vec: Tensor, level: int) -> Tensor:
+        """Boxes (M, 4) in input pixels from the regression outputs (M,
+        :meth:`box_channels`) of candidates on ``level``, unclamped."""
+        return self.head.bbox_coder.decode(priors, box_vec)
+
+    def forward_level(self, x: Tensor, level: int) -> tuple:
+        """The head's outputs on one level's input (patch forward)."""
+        return forward_level(self.head, x, level)
+
+    def receptive_radius(self) -> int:
+        """Cells of one level one output depends on, each way."""
+        return receptive_radius(self.head)
+
     def has_fast_path(self) -> bool:
         return self.feature == 'neck' and can_use_patches(self.head)
 
@@ -268,14 +322,14 @@ class DenseHeadAdapter(DetectorAdapter):
             outs = head(feats)
         self.num_outputs = len(outs)
         detached = [[o.detach() for o in level_outs] for level_outs in outs]
-        with torch.no_grad(), track_dense_candidates(head):
+        featmap_sizes = [o.shape[-2:] for o in outs[0]]
+        with torch.no_grad(), self.track_candidates(featmap_sizes):
             results = head.predict_by_feat(
                 *detached, batch_img_metas=batch_img_metas, rescale=True)
         for img_idx, res in enumerate(results):
             res.img_index = torch.full_like(res.labels, img_idx)
-        featmap_sizes = [o.shape[-2:] for o in outs[0]]
-        priors = head.prior_generator.grid_priors(
-            featmap_sizes, dtype=outs[0][0].dtype, device=outs[0][0].device)
+        priors = self.grid_priors(featmap_sizes, dtype=outs[0][0].dtype,
+                                  device=outs[0][0].device)
         return ForwardState(
             results=results, activations=leaves,
             strides=self.feature_strides(leaves),
@@ -309,7 +363,8 @@ class DenseHeadAdapter(DetectorAdapter):
         outs = state.extras['outs']
         detached = [[o[img_idx:img_idx + 1].detach() for o in level_outs]
                     for level_outs in outs]
-        with torch.no_grad(), track_dense_candidates(self.head):
+        with torch.no_grad(), \
+                self.track_candidates(state.extras['featmap_sizes']):
             pool, = self.head.predict_by_feat(
                 *detached, batch_img_metas=[state.extras['metas'][img_idx]],
                 rescale=True, with_nms=False)
@@ -318,8 +373,8 @@ class DenseHeadAdapter(DetectorAdapter):
 
     # -- scalars ---------------------------------------------------------------
     def scalars_from_outputs(self, cls_vec: Tensor, box_vec: Tensor,
-                             factor: Tensor, priors: Tensor, labels: Tensor
-                             ) -> Tensor:
+                             factor: Tensor, priors: Tensor, labels: Tensor,
+                             level: int = 0) -> Tensor:
         """Explained scalars from one candidate's head outputs.
 
         Args:
@@ -328,6 +383,7 @@ class DenseHeadAdapter(DetectorAdapter):
             factor (Tensor | None): Score-factor logits (M, ) (FCOS centerness).
             priors (Tensor): The candidates' priors, (M, 2 or 4).
             labels (Tensor): Detected class, (M, ).
+            level (int): Level of all candidates (for :meth:`decode`).
 
         Returns:
             Tensor: (M, len(ATTRIBUTES)).
@@ -342,7 +398,7 @@ class DenseHeadAdapter(DetectorAdapter):
                 score = score * factor.sigmoid()
         else:
             score = cls_vec.softmax(-1)[rows, labels]
-        boxes = head.bbox_coder.decode(priors, box_vec)
+        boxes = self.decode(priors, box_vec, level)
         return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
 
     def _candidate_geometry(self, state: ForwardState, img_idx: int):
@@ -350,7 +406,7 @@ class DenseHeadAdapter(DetectorAdapter):
         res = state.results[img_idx]
         levels, index = res.cand_level, res.cand_index
         sizes = state.extras['featmap_sizes']
-        anchors = [self.head.num_base_priors] * len(sizes)
+        anchors = self.head.prior_generator.num_base_priors[:len(sizes)]
         widths = [int(size[-1]) for size in sizes]
         num_anchors = levels.new_tensor(anchors)[levels]
         pos = index // num_anchors
@@ -377,7 +433,8 @@ class DenseHeadAdapter(DetectorAdapter):
             scalars = scalars.index_put(
                 (sel, ), self._level_scalars(
                     [o[level] for o in outs], batch, anchor[sel], row[sel],
-                    col[sel], priors[level][index[sel]], res.labels[sel]))
+                    col[sel], priors[level][index[sel]], res.labels[sel],
+                    level))
         return scalars
 
     def candidate_scalars_on_inputs(self, inputs: Tensor,
@@ -407,17 +464,18 @@ class DenseHeadAdapter(DetectorAdapter):
 
     def _level_scalars(self, level_outs: Sequence[Tensor], batch: Tensor,
                        anchor: Tensor, row: Tensor, col: Tensor,
-                       priors: Tensor, labels: Tensor) -> Tensor:
+                       priors: Tensor, labels: Tensor, level: int = 0
+                       ) -> Tensor:
         head = self.head
         cls_vec = self._gather(level_outs[0], batch, anchor, row, col,
                                head.cls_out_channels)
         box_vec = self._gather(level_outs[1], batch, anchor, row, col,
-                               head.bbox_coder.encode_size)
+                               self.box_channels())
         factor = None
         if len(level_outs) > 2 and level_outs[2] is not None:
             factor = self._gather(level_outs[2], batch, anchor, row, col, 1)[:, 0]
         return self.scalars_from_outputs(cls_vec, box_vec, factor, priors,
-                                         labels)
+                                         labels, level)
 
     # -- fast path: receptive-field patches -------------------------------------
     def fast_gradients(self, state: ForwardState, img_idx: int,
@@ -449,7 +507,7 @@ class DenseHeadAdapter(DetectorAdapter):
         # candidates may come from several images of the batch (``img_index``)
         images = res.img_index[det_ids] if 'img_index' in res else \
             torch.full_like(det_ids, img_idx)
-        radius = receptive_radius(head)
+        radius = self.receptive_radius()
         num_attrs = len(ATTRIBUTES)
         attr_t = torch.as_tensor(list(attr_ids), device=det_ids.device)
         copies = len(attr_t)
@@ -483,7 +541,7 @@ class DenseHeadAdapter(DetectorAdapter):
             with frozen_norms(head, stats, level,
                               images[sel], masks):
                 level_outs = [class_only(patches)] if class_only else \
-                    forward_level(head, patches, level)
+                    self.forward_level(patches, level)
             # valid convs shrink each output to its centre cone
             level_outs = [o[..., (o.shape[-2] - 1) // 2, None,
                             (o.shape[-1] - 1) // 2, None]
@@ -498,7 +556,8 @@ class DenseHeadAdapter(DetectorAdapter):
             else:
                 scalars = self._level_scalars(
                     level_outs, rows, anchor[sel], centre, centre,
-                    priors_all[level][index[sel]], res.labels[det_ids[sel]])
+                    priors_all[level][index[sel]], res.labels[det_ids[sel]],
+                    level)
             leaves.append(patches)
             outputs.append(scalars)
             metas.append((level, sel, attr_t.repeat_interleave(len(sel))))

@@ -8,7 +8,7 @@ adapter serves every subclass that keeps the code paths it hooks into, and a
 subclass that overrides one of them (:attr:`DetectorAdapter.relies_on`) is
 refused in one line naming what it overrides.
 """
-from typing import Dict, Iterable, List, Type
+from typing import Dict, Iterable, List, Optional, Type
 
 from mmdet.models.detectors import TwoStageDetector
 
@@ -29,6 +29,11 @@ def register_adapter(*head_classes: type):
         return adapter
 
     return register
+
+
+def registered_adapter(head_class: type) -> Optional[type]:
+    """The adapter registered for exactly ``head_class``, or None."""
+    return _ADAPTERS.get(head_class)
 
 
 def family_part(model):
