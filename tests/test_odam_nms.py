@@ -471,7 +471,8 @@ def test_only_the_enabled_model_changes(fcos, crowd):
         'as D\nfrom mmdet.models.roi_heads import StandardRoIHead as R\n'
         'a, b = D.predict, R.predict_bbox\nimport mmdet_odam\n'
         'from mmdet.apis import init_detector\n'
-        f'm = init_detector({odam_cfg!r}, None, device="cpu")\n'
+        f'm = init_detector({odam_cfg!r}, None, device="cpu", '
+        'palette="random")\n'
         'assert "predict" in vars(m.bbox_head)\n'
         'assert D.predict is a and R.predict_bbox is b\n')
     run = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
