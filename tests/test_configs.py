@@ -149,6 +149,7 @@ TRAIN_STEPS = {
     # from the focal-loss prior the first steps are slow at the config's lr
     'retinanet': dict(iters=10, batch=2, lr=0.05),
     'faster-rcnn': dict(iters=8, batch=2, lr=0.05),
+    'atss': dict(iters=8, batch=2, lr=0.01),
     # DETR learns slowly: larger lr, no dropout, no grad clipping, more steps
     'detr': dict(iters=10, batch=2, lr=1e-3),
 }
