@@ -7,6 +7,8 @@ from .odam_train import (OdamTrainLoss, install_odam_train, odam_pair_losses,
 from .odam_nms import (OdamNMS, batched_odam_nms, install_odam_nms,
                        map_correlation, uninstall_odam_nms)
 
+from .tf_ssd import TFMobileNetV2, TFSSDAnchorGenerator, TFSSDHead
+
 install_odam_nms()
 
 __all__ = [
@@ -14,5 +16,5 @@ __all__ = [
     'OdamTrainLoss', 'install_odam_train', 'odam_pair_losses',
     'odam_train_losses',
     'OdamNMS', 'batched_odam_nms', 'install_odam_nms', 'map_correlation',
-    'uninstall_odam_nms'
+    'uninstall_odam_nms', 'TFMobileNetV2', 'TFSSDAnchorGenerator', 'TFSSDHead'
 ]
