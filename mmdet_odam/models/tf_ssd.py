@@ -23,6 +23,7 @@ import torch
 from mmdet.models.backbones import MobileNetV2
 from mmdet.models.dense_heads import SSDHead
 from mmdet.models.task_modules.prior_generators import AnchorGenerator
+from mmdet.models.utils import multi_apply
 from mmdet.registry import MODELS, TASK_UTILS
 from torch import Tensor
 
@@ -162,7 +163,8 @@ class TFSSDAnchorGenerator(AnchorGenerator):
 @MODELS.register_module()
 class TFSSDHead(SSDHead):
     """``SSDHead`` with sigmoid class scores and no background output (TF's
-    SSD, once its background channel is dropped). Inference only."""
+    SSD, once its background channel is dropped), whose forward runs a
+    per-level ``forward_single(x, level)``. Inference only."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -174,6 +176,15 @@ class TFSSDHead(SSDHead):
     def _init_layers(self) -> None:
         self.cls_out_channels = self.num_classes  # no background output
         super()._init_layers()
+
+    def forward(self, x: Tuple[Tensor, ...]) -> Tuple[List[Tensor], ...]:
+        return multi_apply(self.forward_single, x, range(len(x)))
+
+    def forward_single(self, x: Tensor, level: int) -> Tuple[Tensor, Tensor]:
+        """Class and box outputs of one level (its own convs), as
+        ``SSDHead.forward`` computes them, so that per-level callers (ODAM's
+        receptive-field patches) can run one level alone."""
+        return self.cls_convs[level](x), self.reg_convs[level](x)
 
     def loss_by_feat(self, *args, **kwargs):
         raise NotImplementedError(

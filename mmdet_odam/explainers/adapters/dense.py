@@ -197,6 +197,19 @@ def linear_class_tower(head) -> Optional[Tuple[list, nn.Conv2d]]:
     return (layers, tower[1]) if layers else None
 
 
+def runs_forward_single(head) -> bool:
+    """Whether the head's ``forward`` runs its ``forward_single`` per level,
+    i.e. ``forward_single`` is defined at or below the class that defines
+    ``forward`` (SSDHead's own ``forward`` runs per-level module lists and
+    leaves AnchorHead's ``forward_single`` unused)."""
+    mro = type(head).__mro__
+
+    def owner(name: str) -> int:
+        return next(i for i, cls in enumerate(mro) if name in vars(cls))
+
+    return owner('forward_single') <= owner('forward')
+
+
 def forward_level(head, x: Tensor, level: int) -> tuple:
     """Run a dense head on one level's input, whatever its signature."""
     params = inspect.signature(head.forward_single).parameters
@@ -205,6 +218,8 @@ def forward_level(head, x: Tensor, level: int) -> tuple:
         args.append(head.scales[level])
     if 'stride' in params:
         args.append(head.strides[level])
+    if 'level' in params:  # heads with per-level modules
+        args.append(level)
     return head.forward_single(*args)
 
 
@@ -236,7 +251,8 @@ class DenseHeadAdapter(DetectorAdapter):
         return adapter
 
     def has_fast_path(self) -> bool:
-        return self.feature == 'neck' and can_use_patches(self.head)
+        return self.feature == 'neck' and can_use_patches(self.head) and \
+            runs_forward_single(self.head)
 
     def fast_path_is_exact(self) -> bool:
         # GroupNorm statistics are frozen at their full-map values in the
@@ -305,7 +321,9 @@ class DenseHeadAdapter(DetectorAdapter):
         res = state.results[img_idx]
         levels, index = res.cand_level, res.cand_index
         sizes = state.extras['featmap_sizes']
-        anchors = [self.head.num_base_priors] * len(sizes)
+        per_level = self.head.num_base_priors  # a list for SSD heads
+        anchors = list(per_level) if isinstance(per_level, (list, tuple)) \
+            else [per_level] * len(sizes)
         widths = [int(size[-1]) for size in sizes]
         num_anchors = levels.new_tensor(anchors)[levels]
         pos = index // num_anchors
