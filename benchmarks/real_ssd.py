@@ -12,8 +12,8 @@ and frames of OpenCV's pedestrian video ``vtest.avi``). Parts:
   detections (score >= 0.5) of the first ``--frames`` frames: heat inside the
   detection's own box (energy Pointing Game on the predicted box), ODI with
   the other detections' boxes as "other objects", Deletion / Insertion AUC of
-  the tracked score (pixels removed to black / inserted onto black, in
-  ``--steps`` steps of equal pixel counts).
+  the tracked score (the most salient pixels removed to black / inserted onto
+  black, up to the detection's box area in ``--steps`` equal steps).
 * ``nms``: person detections (score >= 0.3) per frame and how many kept
   person pairs overlap (IoU > 0.5), with NMS at IoU 0.5 / 0.6 and Odam-NMS.
 * ``speed``: explaining every detection (all 6 maps) of one frame, fast vs
@@ -166,7 +166,6 @@ def quality(args):
         img = mmcv.imread(path)
         shape = img.shape[:2]
         image = torch.from_numpy(img).permute(2, 0, 1)
-        step = int(np.ceil(shape[0] * shape[1] / args.steps))
         for name, cfg in METHODS.items():
             start = time.perf_counter()
             out = explain(model, img, explainer=cfg, targets=('score', ),
@@ -190,6 +189,8 @@ def quality(args):
                         r.pred_instances.labels, pred.bboxes[d], PERSON)
                         for r in results])
 
+                # the box's own area in ``--steps`` steps (as over a GT box)
+                step = int(np.ceil(float(regions[d].sum()) / args.steps))
                 for mode in ('deletion', 'insertion'):
                     curve = perturbation_curve(
                         image, heat, score_fn, mode, args.steps, step,
@@ -275,7 +276,7 @@ def speed(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('parts', nargs='*', default=[],
-                   choices=['figures', 'quality', 'nms', 'speed'])
+                   help='figures, quality, nms and / or speed')
     p.add_argument('--frames', type=int, default=3,
                    help='video frames for the quality part')
     p.add_argument('--steps', type=int, default=10,
@@ -283,6 +284,9 @@ def main():
     p.add_argument('--speed-one', choices=['fast', 'exact'],
                    help=argparse.SUPPRESS)
     args = p.parse_args()
+    unknown = set(args.parts) - {'figures', 'quality', 'nms', 'speed'}
+    if unknown:
+        sys.exit(f'error: unknown parts {sorted(unknown)}')
     if not osp.isfile(CHECKPOINT) or not osp.isdir(osp.join(CACHE, 'frames')):
         sys.exit(f'error: {CACHE} lacks the converted model or the video '
                  'frames: run `make real-model`')
