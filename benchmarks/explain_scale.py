@@ -12,7 +12,8 @@ demand (one detection at a time in the tools).
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/explain_scale.py \\
-        [--families fcos retinanet faster_rcnn detr] [--sizes 800x1216 \\
+        [--families fcos retinanet faster_rcnn detr atss gfl rtmdet yolox] \\
+        [--sizes 800x1216 \\
         3024x4032] [--num-dets 100] [--repeats 1] [--tiny]
 
 Goals (issue: real-world scale): FCOS, RetinaNet, Faster R-CNN <= 1.5x
@@ -34,7 +35,13 @@ CONFIGS = {
     'retinanet': 'configs/retinanet/retinanet_r50_fpn_1x_coco.py',
     'faster_rcnn': 'configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
     'detr': 'configs/detr/detr_r50_8xb2-150e_coco.py',
+    # dense families (tests/test_dense_families.py), not in the default run
+    'atss': 'configs/atss/atss_r50_fpn_1x_coco.py',
+    'gfl': 'configs/gfl/gfl_r50_fpn_1x_coco.py',
+    'rtmdet': 'configs/rtmdet/rtmdet_s_8xb32-300e_coco.py',
+    'yolox': 'configs/yolox/yolox_s_8xb8-300e_coco.py',
 }
+DEFAULT_FAMILIES = ['fcos', 'retinanet', 'faster_rcnn', 'detr']
 TINY = ('configs/fcos/fcos_tiny_synthetic-crowd.py',
         'checkpoints/fcos_tiny_synthetic-crowd.pth')
 TARGETS = ('score', 'x1', 'y1', 'x2', 'y2', 'combined')
@@ -70,12 +77,17 @@ def run_case(family: str, size: str, num_dets: int, repeats: int,
     else:
         torch.manual_seed(0)
         cfg = Config.fromfile(osp.join(ROOT, CONFIGS[family]))
+        if 'SyncBN' in cfg.pretty_text:  # RTMDet: one process, plain BN
+            cfg = Config.fromstring(
+                cfg.pretty_text.replace("'SyncBN'", "'BN'"), '.py')
         cfg.model.backbone.init_cfg = None
         test_cfg = cfg.model.test_cfg
         test_cfg = test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg
         test_cfg.max_per_img = num_dets
         if 'score_thr' in test_cfg:
             test_cfg.score_thr = 0.0
+        if family == 'yolox':  # YOLOX caps its detections in the NMS
+            test_cfg.nms.max_num = num_dets
         model = init_detector(cfg, None, device='cpu').eval()
         targets = TARGETS
     explainer = dict(type='ODAM', feature=feature)
@@ -115,7 +127,7 @@ def run_case(family: str, size: str, num_dets: int, repeats: int,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--families', nargs='+', default=list(CONFIGS),
+    p.add_argument('--families', nargs='+', default=DEFAULT_FAMILIES,
                    choices=list(CONFIGS))
     p.add_argument('--sizes', nargs='+', default=['800x1216', '3024x4032'])
     p.add_argument('--num-dets', type=int, default=100)

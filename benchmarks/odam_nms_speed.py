@@ -44,6 +44,7 @@ from mmdet.apis import inference_detector, init_detector  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from mmdet_odam.models import candidate_maps, odam_nms  # noqa: E402
+from mmdet_odam.models import enable_odam_nms  # noqa: E402
 
 TINY_CONFIG = 'configs/fcos/fcos_tiny_synthetic-crowd.py'
 R50_CONFIG = 'configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'
@@ -166,6 +167,7 @@ def synthetic_images(num: int, seed: int):
 
 def tiny(args) -> None:
     model = init_detector(TINY_CONFIG, args.checkpoint, device='cpu')
+    enable_odam_nms(model)  # test_cfg.odam_nms then takes effect
     images = [('demo/crowd.png', mmcv.imread('demo/crowd.png'))]
     images += synthetic_images(args.num_synthetic, args.seed)
     print(f'\n## tiny FCOS (trained), test_cfg: score_thr '
@@ -185,6 +187,7 @@ def thousands(args) -> None:
             step.scale = (1024, 1024)
     cfg.model.test_cfg.score_thr = 0.0
     model = init_detector(cfg, args.checkpoint, device='cpu')
+    enable_odam_nms(model)  # test_cfg.odam_nms then takes effect
     img = mmcv.imresize(mmcv.imread('demo/crowd.png'), (1024, 1024))
     print('\n## thousands of candidates: tiny FCOS on crowd.png upscaled to '
           '1024 px, score_thr 0, nms_pre 1000 per level; paper thresholds, '
@@ -201,6 +204,7 @@ def r50(args) -> None:
     cfg.model.test_cfg.score_thr = 0.0
     torch.manual_seed(0)
     model = init_detector(cfg, None, device='cpu')
+    enable_odam_nms(model)  # test_cfg.odam_nms then takes effect
     model.dataset_meta = dict(classes=tuple(f'c{i}' for i in range(80)))
     img = np.random.default_rng(0).integers(0, 255, (800, 1216, 3),
                                             dtype=np.uint8)

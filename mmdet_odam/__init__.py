@@ -15,5 +15,6 @@ from . import evaluation  # noqa: F401
 from . import explainers  # noqa: F401
 from . import engine  # noqa: F401
 from . import models  # noqa: F401
+from . import visualization  # noqa: F401
 
 __all__ = ['__version__']

@@ -89,7 +89,8 @@ def test_config_builds_and_predicts(config):
         assert cfg.val_evaluator.type == 'CocoMetric'
     num_classes = 80 if 'coco' in Path(config).name else 1
     head = cfg.model.get('roi_head', cfg.model).get('bbox_head')
-    assert head.num_classes == num_classes
+    for stage_head in head if isinstance(head, list) else [head]:  # cascade
+        assert stage_head.num_classes == num_classes
     if 'crowdhuman' in config and '_tiny_' not in config:
         assert cfg.train_cfg.max_epochs == 30
     if '_tiny_' in config:

@@ -129,7 +129,8 @@ def reference_scalar(family, model, inputs, samples, det, feature='neck'):
     return leaves, strides, values[index]
 
 
-def reference_map(feats, strides, y, meta, sigma_of_stride=None):
+def reference_map(feats, strides, y, meta, sigma_of_stride=None,
+                  retain_graph=False):
     """ReLU(sum_k Phi(dY/dA_k) * A_k), summed over levels and resized to the
     original image, in [0, 1].
 
@@ -138,7 +139,8 @@ def reference_map(feats, strides, y, meta, sigma_of_stride=None):
             cells) of Phi on that level, applied by scipy (zero outside the
             map, kernel radius ceil(3 sigma)); None: Phi is the identity.
     """
-    grads = torch.autograd.grad(y, feats, allow_unused=True)
+    grads = torch.autograd.grad(y, feats, allow_unused=True,
+                                retain_graph=retain_graph)
     total = torch.zeros(meta['ori_shape'][:2])
     for feat, grad, stride in zip(feats, grads, strides):
         if grad is None or not grad.any():
@@ -448,11 +450,11 @@ def test_recorded_group_norm_statistics_match_their_definition():
 
 
 @pytest.mark.parametrize('config,named', [
-    ('mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
-     'CascadeRCNN with CascadeRoIHead'),
-    ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
-     'DeformableDETR with DeformableDETRHead'),
-    ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', 'YOLOX with YOLOXHead')])
+    ('mmdet::sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py',
+     'SparseRCNN with SparseRoIHead'),
+    ('mmdet::grid_rcnn/grid-rcnn_r50_fpn_gn-head_2x_coco.py',
+     'GridRCNN with GridRoIHead'),
+    ('mmdet::tood/tood_r50_fpn_1x_coco.py', 'TOOD with TOODHead')])
 def test_unsupported_family_is_one_line_naming_the_supported(config, named,
                                                              models):
     """Detectors whose post-processing the adapters cannot tag are refused

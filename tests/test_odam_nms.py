@@ -16,9 +16,10 @@ from mmengine.runner import load_checkpoint
 
 import mmdet_odam  # noqa: F401  (installs the wrappers)
 from mmdet_odam.models.candidate_maps import CandidateMapper
+from mmdet_odam.models import enable_odam_nms
 from mmdet_odam.models.odam_nms import (OdamNMS, batched_odam_nms,
-                                        install_odam_nms, map_correlation,
-                                        odam_nms, pairwise_iou)
+                                        map_correlation, odam_nms,
+                                        pairwise_iou)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FCOS_CFG = osp.join(ROOT, 'configs/fcos/fcos_tiny_synthetic-crowd.py')
@@ -333,7 +334,9 @@ def test_needs_maps_is_exact_pruning():
 
 
 # -- detector integration -----------------------------------------------------
-def build(cfg_path, test_cfg_update=None, seed=0):
+def build(cfg_path, test_cfg_update=None, seed=0, enable=True):
+    """A detector with Odam-NMS enabled (``test_cfg.odam_nms`` then decides
+    per call, see ``detect``)."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
@@ -343,7 +346,7 @@ def build(cfg_path, test_cfg_update=None, seed=0):
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.cfg = cfg
-    return model.eval()
+    return (enable_odam_nms(model) if enable else model).eval()
 
 
 def set_odam(cfg_holder, odam):
@@ -432,6 +435,7 @@ def test_fcos_config_key_and_batch(fcos, crowd):
     from mmdet.apis import init_detector
     from mmdet.registry import TASK_UTILS
     cfg = Config.fromfile(FCOS_CFG)
+    cfg.model.update(type='OdamNMSDetector', detector_type='FCOS')
     # with classical thresholds maps cannot matter: few maps keep it fast
     cfg.model.test_cfg.odam_nms = dict(type='OdamNMS', iou_threshold=0.5,
                                        t_high=1.0, t_low=0.0,
@@ -451,12 +455,37 @@ def test_fcos_config_key_and_batch(fcos, crowd):
         standard = model.test_step(batch)
     for a, b in zip(standard, ours):
         assert_same(a.pred_instances, b.pred_instances)
-    install_odam_nms()  # idempotent: still one wrapper
-    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-    from mmdet_odam.models.odam_nms import _ORIGINALS
-    assert not getattr(_ORIGINALS['dense_predict'], '_odam_nms_wrapper',
-                       False)
-    assert BaseDenseHead.predict._odam_nms_wrapper
+    assert enable_odam_nms(model) is model  # idempotent
+
+
+def test_only_the_enabled_model_changes(fcos, crowd):
+    """Odam-NMS lives on the enabled model's head: MMDetection's classes
+    keep their methods, and a plain model of the same class whose test
+    config names ``odam_nms`` still runs standard NMS beside it."""
+    import subprocess
+    import sys
+    odam_cfg = osp.join(ROOT, 'configs/fcos/'
+                        'fcos_tiny_odam-nms_synthetic-crowdhuman.py')
+    script = (
+        'from mmdet.models.dense_heads.base_dense_head import BaseDenseHead '
+        'as D\nfrom mmdet.models.roi_heads import StandardRoIHead as R\n'
+        'a, b = D.predict, R.predict_bbox\nimport mmdet_odam\n'
+        'from mmdet.apis import init_detector\n'
+        f'm = init_detector({odam_cfg!r}, None, device="cpu", '
+        'palette="random")\n'
+        'assert "predict" in vars(m.bbox_head)\n'
+        'assert D.predict is a and R.predict_bbox is b\n')
+    run = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    plain = build(FCOS_CFG, enable=False)
+    plain.load_state_dict(fcos.state_dict())
+    odam = dict(type='OdamNMS', t_high=None, t_low=0.9)
+    rescued = detect(fcos, crowd, fcos.bbox_head.test_cfg, odam)
+    standard = detect(plain, crowd, plain.bbox_head.test_cfg, odam)
+    assert_same(standard, detect(plain, crowd, plain.bbox_head.test_cfg,
+                                 None))
+    assert not torch.equal(rescued.bboxes, standard.bboxes)
 
 
 def test_inference_mode_is_refused(fcos, crowd):
@@ -586,7 +615,13 @@ def test_faster_rcnn_odam_nms_is_algorithm_1(crowd, denormals_flushed,
 
 
 def test_detr_refuses_odam_nms(crowd, denormals_flushed):
-    model = build(DETR_CFG)
-    with pytest.raises(NotImplementedError, match='DETR'):
-        detect(model, crowd, model.bbox_head.test_cfg, dict(type='OdamNMS'))
+    model = build(DETR_CFG, enable=False)
+    with pytest.raises(NotImplementedError, match='DETR') as error:
+        enable_odam_nms(model)
+    assert '\n' not in str(error.value)
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(DETR_CFG)
+    cfg.model.update(type='OdamNMSDetector', detector_type='DETR')
+    with pytest.raises(NotImplementedError, match='no NMS'):
+        MODELS.build(cfg.model)
     assert len(detect(model, crowd, model.bbox_head.test_cfg, None)) > 0

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     'fcos': 'configs/fcos/fcos_tiny_synthetic-crowd.py',
     'retinanet': 'configs/retinanet/retinanet_tiny_synthetic-crowd.py',
+    'atss': 'configs/atss/atss_tiny_synthetic-crowd.py',
     'faster-rcnn': 'configs/faster_rcnn/faster-rcnn_tiny_synthetic-crowd.py',
     'detr': 'configs/detr/detr_tiny_synthetic-crowd.py',
 }

@@ -281,21 +281,19 @@ def test_classical_odam_nms_thresholds_equal_nms_on_ssd(random_ssd):
     cfg = Config.fromfile(ODAM_NMS_CONFIG)
     odam_cfg = cfg.model.test_cfg.odam_nms
     assert odam_cfg.type == 'OdamNMS'
+    cfg.model.test_cfg.update(max_per_img=30, score_thr=0.05, nms_pre=300,
+                              nms=dict(type='nms', iou_threshold=0.5))
+    model = init_detector(cfg, None, device='cpu')
+    model.load_state_dict(random_ssd.state_dict())
+    model.eval()
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    head_cfg = random_ssd.bbox_head.test_cfg
-    saved = dict(head_cfg)
-    try:
-        head_cfg.update(max_per_img=30, score_thr=0.05, nms_pre=300,
-                        nms=dict(type='nms', iou_threshold=0.5))
-        standard = inference_detector(random_ssd, image).pred_instances
-        head_cfg['odam_nms'] = dict(odam_cfg, t_low=0, t_high=1)
-        ours = inference_detector(random_ssd, image).pred_instances
-        head_cfg['odam_nms'] = dict(odam_cfg)
-        odam = inference_detector(random_ssd, image).pred_instances
-    finally:
-        head_cfg.clear()
-        head_cfg.update(saved)
+    head_cfg = model.bbox_head.test_cfg
+    odam = inference_detector(model, image).pred_instances
+    head_cfg['odam_nms'] = dict(odam_cfg, t_low=0, t_high=1)
+    ours = inference_detector(model, image).pred_instances
+    head_cfg.pop('odam_nms')
+    standard = inference_detector(model, image).pred_instances
     assert len(standard) > 5
     for key in ('bboxes', 'scores', 'labels'):
         assert torch.equal(standard[key], ours[key]), key

@@ -41,9 +41,12 @@ METHODS = {
     'gradcampp': dict(type='GradCAMPlusPlus'),
     'drise': dict(type='DRISE'),
     'cameras': dict(type='CAMERAS', base=dict(type='ODAM')),
+    'bbam': dict(type='BBAM'),
 }
+# run when --methods is not given (BBAM, ~100x slower, only on request)
+DEFAULT_METHODS = ('odam', 'gradcam', 'gradcampp', 'drise', 'cameras')
 LABELS = dict(odam='ODAM', gradcam='Grad-CAM', gradcampp='Grad-CAM++',
-              drise='D-RISE', cameras='CAMERAS(ODAM)')
+              drise='D-RISE', cameras='CAMERAS(ODAM)', bbam='BBAM')
 # (metric key, column title, format)
 COLUMNS = (
     ('pg_box', 'PG(b)%', '{:.1f}'), ('pg_mask', 'PG(m)%', '{:.1f}'),
@@ -59,7 +62,7 @@ def parse_args(argv=None):
     p = OneLineArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config', help='detector config')
     p.add_argument('checkpoint', help='detector checkpoint')
-    p.add_argument('--methods', nargs='+', default=list(METHODS),
+    p.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
                    choices=list(METHODS), help='explainers to evaluate')
     p.add_argument('--num-images', type=int, default=None,
                    help='first N images of the test split (default: all)')
@@ -67,7 +70,12 @@ def parse_args(argv=None):
                    help='D-RISE masks per image (paper: 5000)')
     p.add_argument('--chunk-size', type=int, default=64,
                    help='detections whose gradients are computed together '
-                   '(ODAM, Grad-CAM, Grad-CAM++, CAMERAS; bounds memory)')
+                   '(ODAM, Grad-CAM, Grad-CAM++, CAMERAS; BBAM: masked '
+                   'images per forward; bounds memory)')
+    p.add_argument('--bbam-steps', type=int, default=300,
+                   help='BBAM Adam steps per mask (default 300)')
+    p.add_argument('--bbam-mask-size', type=int, default=16,
+                   help='BBAM mask cells per side')
     p.add_argument('--drise-batch', type=int, default=32,
                    help='masked images per D-RISE forward')
     p.add_argument('--cameras-scales', type=float, nargs='+',
@@ -100,6 +108,9 @@ def method_config(name: str, args) -> dict:
     if name == 'cameras':
         cfg.update(base=dict(cfg['base'], chunk_size=args.chunk_size),
                    scales=tuple(args.cameras_scales))
+    if name == 'bbam':
+        cfg.update(num_steps=args.bbam_steps, mask_size=args.bbam_mask_size,
+                   chunk_size=args.chunk_size)
     if name == 'drise':
         cfg.update(num_masks=args.drise_masks, batch_size=args.drise_batch)
     return cfg
@@ -224,6 +235,12 @@ def main(argv=None) -> dict:
     from mmengine.config import Config
     from mmengine.dist import get_rank
 
+    from mmdet_odam.apis import build_explainer
+    for name in args.methods:  # option values, before any model is built
+        try:
+            build_explainer(method_config(name, args))
+        except (ValueError, TypeError) as e:
+            sys.exit(f'error: --methods {name}: {e}')
     if args.num_threads:
         import torch
         torch.set_num_threads(args.num_threads)

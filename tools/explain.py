@@ -1,5 +1,10 @@
 """Explain every detection of images with ODAM heat maps and save pictures.
 
+``--method bbam`` explains with the BBAM baseline instead (a mask optimised
+per detection, ``--bbam-steps`` Adam steps on a ``--bbam-mask-size`` grid;
+see ``mmdet_odam/explainers/bbam.py``); its default target is ``score`` alone,
+as BBAM gives one map per detection (every requested target shows it).
+
 Example::
 
     python tools/explain.py configs/fcos/fcos_tiny_synthetic-crowd.py \
@@ -12,8 +17,12 @@ each image ``stem`` it writes, under ``--out-dir``:
 
 * ``<stem>/det<idx:03d>_<target>.png``: heat map of one detection and target
   over the image (RGB), the detection box drawn;
+* ``<stem>/det<idx:03d>_grid.png`` with ``--layout grid`` (or ``both``):
+  one figure per detection with all its maps side by side (``--layout grid``
+  writes these instead of the per-map overlays);
 * ``<stem>/gallery.png``: one tile per detection ('combined' map if explained,
   else the first target), or the image captioned "no detections";
+  every picture has a legend band: the map's name and a 0-1 colour bar;
 * ``<stem>.npz``: ``bboxes`` (N, 4) float32, ``scores`` (N,), ``labels``
   (N,), ``targets`` (T,) str and the maps, in [0, 1] on the original image
   grid, each cropped to its non-zero box (``heatmap_shape``,
@@ -22,6 +31,17 @@ each image ``stem`` it writes, under ``--out-dir``:
   module's docstring); ``--dense-npz`` also stores ``heatmaps`` (N, T, H, W)
   float16;
 * ``<stem>/.mmdet-odam-manifest.json``: the files above that it wrote.
+
+Candidates other than the final detections (the rows ``det<idx>`` then
+number; the npz adds ``ref_index``, ``ref_iou`` and the candidate identity
+``cand_*``; see ``mmdet_odam.explainers.candidates``):
+
+* ``--suppressed``: the candidates NMS removed around each detection
+  (``--suppressed-iou``, at most ``--max-suppressed`` per detection);
+* ``--classes C [C ...]``: each detection's own candidate scored for these
+  classes (names or indices), e.g. "bed" vs "bench";
+* ``--box X1 Y1 X2 Y2 CLASS`` (repeatable): the best candidate of CLASS for a
+  box in original-image pixels (e.g. a missed object), whatever its score.
 
 Files are never half-written (each goes to a temporary file, then is renamed)
 and the tool only replaces or removes its own files: those its manifest lists
@@ -48,7 +68,7 @@ import math
 import os.path as osp
 import sys
 import warnings
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
 from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
@@ -72,19 +92,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='image files and/or directories of images')
     p.add_argument('--out-dir', required=True,
                    help='output directory (created if missing)')
-    p.add_argument('--targets', nargs='+', default=list(DEFAULT_TARGETS),
+    p.add_argument('--targets', nargs='+', default=None,
                    help='explained quantities, from score x1 y1 x2 y2 '
-                   'combined (default: all)')
+                   'combined (default: all; score with --method bbam)')
     p.add_argument('--score-thr', type=float, default=0.3,
                    help='explain detections scoring at least this')
     p.add_argument('--device', default=None,
                    help='torch device (default: cuda:0 if available, else '
                    'cpu)')
     p.add_argument('--method', default='auto',
-                   help="gradient computation: 'auto', 'fast' or 'exact'")
+                   help="ODAM's gradient computation: 'auto', 'fast' or "
+                   "'exact'; or 'bbam' for the BBAM baseline")
+    p.add_argument('--bbam-steps', type=int, default=300,
+                   help='--method bbam: Adam steps per mask (default 300)')
+    p.add_argument('--bbam-mask-size', type=int, default=16,
+                   help='--method bbam: mask cells per side (default 16)')
     p.add_argument('--feature', default='neck',
                    help="explained feature map: 'neck', 'backbone' or a "
                    "family-specific one such as 'roi' or DETR's 'encoder'")
+    p.add_argument('--score-target', default='score',
+                   help="what the 'score' map explains: 'score' (the "
+                   "detector's confidence), 'logit', or 'mask' (mean mask "
+                   'logit of the class, detectors with a mask head)')
     p.add_argument('--grad-mode', default='pos_relu',
                    help="'pos_relu', 'neg_relu', 'pos' or 'abs'")
     p.add_argument('--smooth', default='adaptive',
@@ -98,10 +127,33 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--cmap', default='jet', help='matplotlib colormap')
     p.add_argument('--chunk-size', type=int, default=64,
                    help='detections whose gradients are computed together '
-                   '(bounds memory; default 64)')
+                   '(BBAM: masked images per forward; bounds memory; '
+                   'default 64)')
+    p.add_argument('--layout', default='separate',
+                   choices=('separate', 'grid', 'both'),
+                   help="'separate': one overlay per detection and map; "
+                   "'grid': one figure per detection with all its maps; "
+                   "'both'")
     p.add_argument('--dense-npz', action='store_true',
                    help='also store the maps as a dense (N, T, H, W) float16 '
                    'array in the npz (grows with the image size)')
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--suppressed', action='store_true',
+                       help='explain the candidates NMS removed around each '
+                       'detection instead of the detections')
+    which.add_argument('--classes', nargs='+', default=None,
+                       help="explain each detection's candidate for these "
+                       'classes (names or indices)')
+    which.add_argument('--box', nargs=5, action='append', default=None,
+                       metavar=('X1', 'Y1', 'X2', 'Y2', 'CLASS'),
+                       help='explain the best candidate of CLASS for this box '
+                       '(original-image pixels; repeatable)')
+    p.add_argument('--suppressed-iou', type=float, default=0.5,
+                   help='IoU above which a candidate counts as suppressed by '
+                   'a detection (default 0.5)')
+    p.add_argument('--max-suppressed', type=int, default=5,
+                   help='suppressed candidates per detection, highest scores '
+                   'first (default 5)')
     p.add_argument('--overwrite', action='store_true',
                    help='replace existing output files that this tool did '
                    'not write (never input images)')
@@ -144,6 +196,13 @@ def check_options(args: argparse.Namespace) -> List[str]:
     Raises:
         ValueError | FileNotFoundError: The first problem, in one line.
     """
+    if args.targets is None:
+        args.targets = ['score'] if args.method == 'bbam' else \
+            list(DEFAULT_TARGETS)
+    if args.method == 'bbam' and (args.suppressed or args.classes or
+                                  args.box):
+        raise ValueError('--method bbam explains the final detections only; '
+                         '--suppressed / --classes / --box need ODAM')
     targets = list(dict.fromkeys(args.targets))  # drop repeats, keep order
     unknown = [t for t in targets if t not in DEFAULT_TARGETS]
     if unknown:
@@ -160,6 +219,44 @@ def check_options(args: argparse.Namespace) -> List[str]:
     from mmdet_odam.visualization import check_colormap
     check_colormap(args.cmap)
     return targets
+
+
+def class_index(name: str, class_names: Optional[Sequence[str]]) -> int:
+    """A class given by name (of the model's classes) or by index."""
+    if class_names and name in class_names:
+        return list(class_names).index(name)
+    try:
+        return int(name)
+    except ValueError:
+        known = f'; classes: {", ".join(class_names)}' if class_names else ''
+        raise ValueError(f'unknown class {name!r}{known}') from None
+
+
+def candidate_selector(args: argparse.Namespace,
+                       class_names: Optional[Sequence[str]]):
+    """The candidates ``--suppressed``/``--classes``/``--box`` ask for, or
+    None for the final detections.
+
+    Raises:
+        ValueError: Unknown classes, malformed boxes, bad thresholds.
+    """
+    from mmdet_odam.explainers import (MatchedCandidates, OtherClasses,
+                                       SuppressedCandidates)
+    if args.suppressed:
+        return SuppressedCandidates(iou_thr=args.suppressed_iou,
+                                    max_per_detection=args.max_suppressed)
+    if args.classes:
+        return OtherClasses(
+            [class_index(c, class_names) for c in args.classes])
+    if args.box:
+        try:
+            boxes = [[float(v) for v in box[:4]] for box in args.box]
+        except ValueError:
+            raise ValueError('--box takes X1 Y1 X2 Y2 as numbers, got '
+                             f'{args.box}') from None
+        return MatchedCandidates(
+            boxes, [class_index(box[4], class_names) for box in args.box])
+    return None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -189,9 +286,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     explainer_cfg = dict(type='ODAM', feature=args.feature,
                          grad_mode=args.grad_mode,
+                         score_target=args.score_target,
                          smooth=parse_smooth(args.smooth), method=args.method,
                          cell_position=args.cell_position,
                          chunk_size=args.chunk_size)
+    if args.method == 'bbam':
+        explainer_cfg = dict(type='BBAM', num_steps=args.bbam_steps,
+                             mask_size=args.bbam_mask_size,
+                             chunk_size=args.chunk_size)
     try:  # option values the explainer checks itself, still before the model
         explainer = build_explainer(explainer_cfg)
     except (ValueError, TypeError) as e:
@@ -223,8 +325,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # config syntax, unknown model type
         return _fail(f'cannot build the detector from {args.config}: '
                      f'{type(e).__name__}: {e}'.splitlines()[0])
-    try:  # the detector family and the feature it has
-        build_adapter(model, explainer.feature, explainer.score_target)
+    try:  # the detector family, the feature it has, the candidates asked
+        adapter = build_adapter(model, explainer.feature,
+                                explainer.score_target)
+        selector = candidate_selector(args, (model.dataset_meta or {}).get(
+            'classes'))
+        if selector is not None:
+            selector.check(adapter)
     except (ValueError, TypeError) as e:
         return _fail(str(e))
 
@@ -243,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             sample = explain(model, image, explainer=explainer,
                              targets=targets, score_thr=args.score_thr,
-                             test_pipeline=pipeline)
+                             test_pipeline=pipeline, candidates=selector)
         except ValueError as e:  # explainer options the model cannot serve
             return _fail(str(e))
         sample.set_metainfo(dict(img_path=path))
@@ -253,7 +360,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      alpha=args.alpha, cmap=args.cmap,
                                      protected=protected,
                                      overwrite=args.overwrite,
-                                     dense=args.dense_npz)
+                                     dense=args.dense_npz,
+                                     layout=args.layout)
         except OutputConflictError as e:
             tqdm.write(f'warning: {path}: outputs not written: {e}' +
                        (f'; {OVERWRITE_HINT}' if e.overridable else ''),
@@ -269,7 +377,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         done += 1
         num_dets += saved['num_detections']
     skipped = len(images) + len(missing) - done
-    print(f'explained {num_dets} detection(s) in {done} image(s) -> '
+    rows = 'detection(s)' if selector is None else 'candidate(s)'
+    print(f'explained {num_dets} {rows} in {done} image(s) -> '
           f'{args.out_dir}' + (f' ({skipped} skipped)' if skipped else ''))
     if not done:
         return _fail('no image could be explained')

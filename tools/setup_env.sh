@@ -25,6 +25,7 @@ check() {
   (cd / && REPO="$REPO" "$PY" - <<'PY' 2>/dev/null)
 import importlib.metadata as md
 import torch, mmengine, mmcv, mmdet, pycocotools, pytest, tqdm, mim  # noqa
+import websocket, nbclient, nbformat, ipykernel  # noqa: report / notebook tests
 from mmcv.ops import nms  # noqa: compiled ops present
 import pkg_resources  # noqa: needed by mmengine for mmdet:: bases
 assert mmengine.__version__ == '0.10.7' and mmcv.__version__ == '2.1.0'
@@ -74,6 +75,8 @@ if ! "$PY" -c 'import mmcv, sys; from mmcv.ops import nms; sys.exit(mmcv.__versi
   fi
 fi
 pip_install mmdet==3.3.0 pycocotools numpy pytest tqdm
+# tests: the HTML report in Chromium (DevTools protocol), the tutorial notebook
+pip_install websocket-client nbclient nbformat ipykernel
 # mim without opendatalab/openxlab: the dependencies its commands import
 # (pip then notes that openmim's opendatalab is missing: expected)
 pip_install --no-deps openmim

@@ -4,7 +4,11 @@
 # 0.2 for all NMS methods).
 _base_ = './faster-rcnn_r50_fpn_30e_crowdhuman.py'
 
+# the detector is built with Odam-NMS enabled on its own head (no other
+# model of the process changes); the rest is FasterRCNN's own arguments
 model = dict(
+    type='OdamNMSDetector',
+    detector_type='FasterRCNN',
     test_cfg=dict(
         rcnn=dict(
             odam_nms=dict(

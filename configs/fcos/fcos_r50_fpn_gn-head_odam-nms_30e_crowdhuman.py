@@ -4,7 +4,11 @@
 # Odam-Train checkpoint for the paper's best numbers.
 _base_ = './fcos_r50_fpn_gn-head_30e_crowdhuman.py'
 
+# the detector is built with Odam-NMS enabled on its own head (no other
+# model of the process changes); the rest is FCOS's own arguments
 model = dict(
+    type='OdamNMSDetector',
+    detector_type='FCOS',
     test_cfg=dict(
         odam_nms=dict(
             type='OdamNMS', iou_threshold=0.5, t_high=0.8, t_low=0.2)))

@@ -11,7 +11,11 @@
 #       checkpoints/fcos_tiny_synthetic-crowd.pth
 _base_ = './fcos_tiny_synthetic-crowdhuman.py'
 
+# the detector is built with Odam-NMS enabled on its own head (no other
+# model of the process changes); the rest is FCOS's own arguments
 model = dict(
+    type='OdamNMSDetector',
+    detector_type='FCOS',
     test_cfg=dict(
         odam_nms=dict(
             type='OdamNMS',

@@ -4,7 +4,11 @@
 #   python benchmarks/real_ssd_odam_nms.py   # pedestrian-video frames
 _base_ = './ssd_mobilenetv2_tf-coco.py'
 
+# the detector is built with Odam-NMS enabled on its own head (no other model
+# of the process changes)
 model = dict(
+    type='OdamNMSDetector',
+    detector_type='SingleStageDetector',
     test_cfg=dict(
         odam_nms=dict(
             type='OdamNMS', iou_threshold=0.5, t_high=0.8, t_low=0.2)))

@@ -5,6 +5,7 @@ mode and its parameters (gradients are taken with ``torch.autograd.grad`` on
 detached features, so no ``.grad`` is written).
 """
 import copy
+import inspect
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -17,6 +18,7 @@ from mmdet.structures import DetDataSample
 from mmdet.utils import get_test_pipeline_cfg
 
 from ..explainers import TARGETS
+from ..explainers.candidates import as_selectors
 from ..registry import EXPLAINERS
 
 ImageType = Union[str, os.PathLike, np.ndarray]
@@ -150,7 +152,8 @@ def explain(model,
             explainer: Union[dict, str, object, None] = None,
             targets: Union[str, Sequence[str]] = TARGETS,
             score_thr: float = 0.3,
-            test_pipeline: Optional[Compose] = None
+            test_pipeline: Optional[Compose] = None,
+            candidates=None
             ) -> Union[DetDataSample, List[DetDataSample]]:
     """Detect and explain every detection of one or several images.
 
@@ -169,11 +172,19 @@ def explain(model,
         score_thr (float): Detections scoring below it are not returned.
         test_pipeline (Compose, optional): Overrides the config's pipeline
             (for every image, so all must be of the kind it loads).
+        candidates (CandidateSelector | list, optional): Explain other
+            candidates than the final detections: NMS-suppressed ones, the
+            best match of a given box and class, other classes of a
+            detection (:mod:`mmdet_odam.explainers.candidates`); one selector
+            for every image or one per image. Explainers built on ODAM
+            (ODAM, Grad-CAM, Grad-CAM++) take it.
 
     Returns:
         DetDataSample | list[DetDataSample]: Per image, ``pred_instances`` with
         the model's final ``bboxes``/``scores``/``labels`` (original image
-        pixels) and ``heatmaps`` (:class:`~mmdet_odam.structures.HeatMaps`:
+        pixels; with ``candidates``, the selected candidates' with
+        ``ref_index``/``ref_iou``), their candidate identity (``cand_*``)
+        and ``heatmaps`` (:class:`~mmdet_odam.structures.HeatMaps`:
         N x T maps in [0, 1], rendered on demand); ``metainfo['targets']``
         names the T maps. No detection above ``score_thr`` gives N = 0.
 
@@ -187,12 +198,24 @@ def explain(model,
         return []
     targets = as_targets(targets)
     explainer = build_explainer(explainer)
+    extra = {}
+    if candidates is not None:
+        if 'candidates' not in inspect.signature(
+                explainer.explain_batch).parameters:
+            raise TypeError(f'{type(explainer).__name__} explains final '
+                            'detections only; use ODAM, GradCAM or '
+                            'GradCAMPlusPlus with candidates=')
+        as_selectors(candidates, len(images))  # type check before the model
+        extra['candidates'] = candidates if not isinstance(
+            candidates, (list, tuple)) else None
     pipelines: Dict[bool, Compose] = {}  # by "is an array"
     was_training = model.training
     model.eval()
     outputs = []
     try:
-        for img in images:
+        for number, img in enumerate(images):
+            if isinstance(candidates, (list, tuple)):
+                extra['candidates'] = candidates[number]
             is_array = isinstance(img, np.ndarray)
             if test_pipeline is not None:
                 pipeline = test_pipeline
@@ -203,7 +226,7 @@ def explain(model,
             inputs, data_samples = preprocess(model, img, pipeline)
             outputs.extend(explainer.explain_batch(
                 model, inputs, data_samples, targets=targets,
-                score_thr=score_thr))
+                score_thr=score_thr, **extra))
     finally:
         model.train(was_training)
     return outputs if is_batch else outputs[0]

@@ -5,11 +5,14 @@ Shared by ``tools/explain.py`` and ``tools/demo.py``.
 Output of :func:`save_explanation` for an image ``stem``::
 
     out_dir/<stem>/det<idx:03d>_<target>.png  overlay per detection and map
+    out_dir/<stem>/det<idx:03d>_grid.png      all maps of a detection (grid)
     out_dir/<stem>/gallery.png                all detections, one tile each
     out_dir/<stem>.npz                        arrays (see save_explanation)
     out_dir/<stem>/.mmdet-odam-manifest.json  the files above that it wrote
 
-PNGs are RGB. Files are written atomically and only over the tool's own
+PNGs are RGB; every overlay, grid and gallery has a legend band under it:
+the map's name (the gallery: which map its tiles show) and a colour bar from
+0 to 1. Files are written atomically and only over the tool's own
 earlier files (see :mod:`mmdet_odam.apis.output_files`).
 
 The npz holds ``bboxes`` (N, 4) float32 original-image pixels, ``scores``
@@ -39,12 +42,13 @@ import numpy as np
 import torch
 
 from ..explainers.heatmap import support_box
-from ..visualization import (check_colormap, encode_rgb_png, fit_tile,
-                             make_gallery, overlay_heatmap)
+from ..visualization import (add_colorbar, check_colormap, encode_rgb_png,
+                             fit_tile, make_gallery, overlay_heatmap)
 from .output_files import OutputConflictError, OutputGroup
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 GALLERY_TILE_SIZE = 256  # longest side of a gallery tile, pixels
+LAYOUTS = ('separate', 'grid', 'both')
 
 
 # -- inputs ------------------------------------------------------------------
@@ -255,7 +259,8 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
                      gallery_target: str = 'combined',
                      alpha: float = 0.7, cmap: str = 'jet',
                      protected: Sequence[str] = (),
-                     overwrite: bool = False, dense: bool = False) -> dict:
+                     overwrite: bool = False, dense: bool = False,
+                     layout: str = 'separate') -> dict:
     """Write the overlays, gallery and arrays of one explained image.
 
     Args:
@@ -274,6 +279,9 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
             not write (never protected paths).
         dense (bool): Also store ``heatmaps`` (N, T, H, W) float16 in the
             npz.
+        layout (str): ``'separate'``: one overlay per detection and map;
+            ``'grid'``: one figure per detection with all its maps side by
+            side (``det<idx:03d>_grid.png``); ``'both'``.
 
     Maps are rendered one detection at a time (a ``HeatMaps`` is never
     materialised whole). Writes
@@ -300,6 +308,8 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     """
     _check_stem(stem)
     check_colormap(cmap)
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     if not 0. <= alpha <= 1.:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     targets = list(sample.metainfo.get('targets', ()))
@@ -316,8 +326,13 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
             f'heatmaps shape {shape} does not fit N={len(bboxes)} '
             f'detections, targets {targets} and image {img_h}x{img_w}')
     outputs = explanation_outputs(out_dir, stem, protected, overwrite)
-    overlay_names = [f'{stem}/det{i:03d}_{target}.png'
-                     for i in range(len(bboxes)) for target in targets]
+    separate, grid = layout in ('separate', 'both'), layout in ('grid',
+                                                                'both')
+    # in the order they are written: per detection its maps, then its grid
+    overlay_names = [f'{stem}/det{i:03d}_{name}.png'
+                     for i in range(len(bboxes))
+                     for name in (targets if separate else []) +
+                     (['grid'] if grid else [])]
     gallery_name, npz_name = f'{stem}/gallery.png', f'{stem}.npz'
     outputs.check(overlay_names + [gallery_name, npz_name])
 
@@ -335,17 +350,31 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
         crops.append(support_crops(det_maps))
         if dense:
             dense_maps.append(np.clip(det_maps, 0., 1.).astype(np.float16))
+        panels = []
         for t in range(len(targets)):
             rgb = overlay_heatmap(image_bgr, det_maps[t], alpha=alpha,
                                   box=bboxes[i], label_text=text, cmap=cmap)
-            png = encode_rgb_png(rgb)
-            overlays.append(outputs.write(next(names),
-                                          lambda f, png=png: f.write(png)))
+            if separate:
+                png = encode_rgb_png(add_colorbar(rgb, cmap,
+                                                  f'{targets[t]} map'))
+                overlays.append(outputs.write(
+                    next(names), lambda f, png=png: f.write(png)))
+            if grid:
+                panels.append(fit_tile(rgb, tile_size))
             if t == tile_index:
                 tiles.append(fit_tile(rgb, tile_size))
                 titles.append(f'#{i} {name} {scores[i]:.2f}')
+        if grid:
+            figure = make_gallery(panels, ncols=len(panels), titles=[
+                f'{target} map' for target in targets], tile_size=tile_size)
+            png = encode_rgb_png(add_colorbar(
+                figure, cmap, f'detection #{i}: {text}, every map'))
+            overlays.append(outputs.write(next(names),
+                                          lambda f, png=png: f.write(png)))
     if tiles:
-        gallery = make_gallery(tiles, titles=titles, tile_size=tile_size)
+        gallery = add_colorbar(
+            make_gallery(tiles, titles=titles, tile_size=tile_size), cmap,
+            f'{targets[tile_index]} map of each detection')
     else:
         plain = np.ascontiguousarray(image_bgr[..., ::-1])
         gallery = make_gallery([plain], titles=['no detections'],
@@ -353,6 +382,7 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     png = encode_rgb_png(gallery)
     gallery_path = outputs.write(gallery_name, lambda f: f.write(png))
     arrays = dict(bboxes=bboxes, scores=scores, labels=labels,
+                  **candidate_arrays(pred),
                   targets=np.array(targets, dtype=str),
                   **compact_heatmap_arrays(crops, len(targets),
                                            (img_h, img_w)))
@@ -364,6 +394,18 @@ def save_explanation(sample, image_bgr: np.ndarray, out_dir: str, stem: str,
     kept = outputs.finish()
     return dict(npz=npz_path, gallery=gallery_path, overlays=overlays,
                 num_detections=len(bboxes), kept=kept)
+
+
+def candidate_arrays(pred) -> dict:
+    """What each explained row refers to (``ref_index``, ``ref_iou``,
+    ``ref_correlation``) and
+    which candidate it is (``cand_*``), as numpy arrays, when present."""
+    names = ['ref_index', 'ref_iou', 'ref_correlation'] + sorted(
+        k for k in pred.keys() if k.startswith('cand_'))
+    return {name: _numpy(pred.get(name),
+                         np.int64 if name == 'ref_index' or
+                         name.startswith('cand_') else np.float32)
+            for name in names if name in pred}
 
 
 def explanation_summary(sample, target: str = 'combined',

@@ -1,5 +1,9 @@
 from .adapters import ATTRIBUTES, build_adapter
+from .bbam import BBAM
 from .cameras import CAMERAS
+from .candidates import (CandidateSelector, FinalDetections,
+                         MatchedCandidates, OtherClasses,
+                         SuppressedCandidates)
 from .drise import DRISE
 from .gradcam import GradCAM, GradCAMPlusPlus
 from .heatmap import (adaptive_sigmas, feature_to_image, gaussian_smooth,
@@ -7,7 +11,9 @@ from .heatmap import (adaptive_sigmas, feature_to_image, gaussian_smooth,
                       weighted_activation_map)
 from .odam import ODAM, TARGETS
 
-__all__ = ['ODAM', 'GradCAM', 'GradCAMPlusPlus', 'DRISE', 'CAMERAS',
+__all__ = ['ODAM', 'GradCAM', 'GradCAMPlusPlus', 'DRISE', 'CAMERAS', 'BBAM',
            'TARGETS', 'ATTRIBUTES', 'build_adapter', 'odam_map',
            'smooth_gradients', 'gaussian_smooth', 'weighted_activation_map',
-           'adaptive_sigmas', 'normalize_maps', 'feature_to_image']
+           'adaptive_sigmas', 'normalize_maps', 'feature_to_image',
+           'CandidateSelector', 'FinalDetections', 'SuppressedCandidates',
+           'MatchedCandidates', 'OtherClasses']

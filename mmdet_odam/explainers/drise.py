@@ -133,6 +133,17 @@ def minmax_normalize(maps: Tensor, eps: float = 1e-12) -> Tensor:
     return (maps - low) / (high - low).clamp(min=eps)
 
 
+def pixel_affine(model, like: Tensor) -> Tuple[Tensor, Tensor]:
+    """(mean, std), (C, 1, 1), of the data preprocessor's normalisation
+    (0 and 1 without one), as ``like``'s dtype and device; ``like`` is a
+    batch (B, C, H, W)."""
+    pre = model.data_preprocessor
+    if getattr(pre, '_enable_normalize', False):
+        return pre.mean.to(like), pre.std.to(like)
+    ones = like.new_ones((like.shape[1], 1, 1))
+    return ones * 0, ones
+
+
 @EXPLAINERS.register_module()
 class DRISE:
     """D-RISE explainer (see the module docstring for every choice).
@@ -205,14 +216,6 @@ class DRISE:
         return [s.pred_instances for s in
                 model.predict(inputs, samples, rescale=True)]
 
-    def _pixel_affine(self, model, like: Tensor) -> Tuple[Tensor, Tensor]:
-        """(mean, std), (3, 1, 1), of the preprocessor's normalisation."""
-        pre = model.data_preprocessor
-        if getattr(pre, '_enable_normalize', False):
-            return pre.mean.to(like), pre.std.to(like)
-        ones = like.new_ones((like.shape[1], 1, 1))
-        return ones * 0, ones
-
     def _explain_image(self, model, inputs: Tensor, sample: DetDataSample,
                        targets: tuple, score_thr: float) -> DetDataSample:
         meta = sample.metainfo
@@ -227,7 +230,7 @@ class DRISE:
             gen = torch.Generator().manual_seed(self.seed)
             grids, shifts = generate_grids(self.num_masks, self.grid_size,
                                            self.keep_prob, cell, gen)
-            mean, std = self._pixel_affine(model, inputs)
+            mean, std = pixel_affine(model, inputs)
             # black pixel (0) in the normalised input
             black = (-mean / std)[None]
             for start in range(0, self.num_masks, self.batch_size):
@@ -267,4 +270,4 @@ class DRISE:
 
 
 __all__ = ['DRISE', 'generate_grids', 'grids_to_masks', 'drise_weights',
-           'minmax_normalize']
+           'minmax_normalize', 'pixel_affine']

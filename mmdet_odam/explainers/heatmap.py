@@ -242,8 +242,16 @@ def smoothing_sigmas(smooth: Union[str, float], box_sizes: Tensor,
 
     Returns:
         Tensor | None: Sigmas in cells (N, ), or None without a Gaussian.
+
+    Raises:
+        ValueError: For ``'adaptive'`` with a non-finite box size (e.g. an
+            overflowed exp-size box of a random-weight YOLOX).
     """
     if smooth == 'adaptive':
+        if not bool(torch.isfinite(box_sizes).all()):
+            raise ValueError("a detection's box size is not finite, so its "
+                             "adaptive smoothing is undefined; use "
+                             "smooth='none' or a fixed sigma")
         return adaptive_sigmas(box_sizes, strides, sigma_scale, min_sigma)
     if isinstance(smooth, (int, float)) and not isinstance(smooth, bool):
         return box_sizes.new_full((len(box_sizes), ), float(smooth))

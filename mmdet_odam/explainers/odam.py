@@ -9,6 +9,8 @@ from torch import Tensor
 from ..registry import EXPLAINERS
 from ..structures import HeatMaps, MapWindows
 from .adapters import ATTRIBUTES, ForwardState, LevelGradients, build_adapter
+from .candidates import (as_selectors, final_detections,
+                         reference_correlations)
 from .heatmap import (GRAD_MODES, box_windows, check_cell_position,
                       gaussian_smooth, kernel_radius, odam_map,
                       smoothing_sigmas, support_box,
@@ -174,21 +176,29 @@ class ODAM:
     def explain_batch(self, model, inputs: Tensor,
                       data_samples: List[DetDataSample],
                       targets: Sequence[str] = TARGETS,
-                      score_thr: float = 0.3) -> List[DetDataSample]:
-        """Explain every detection of a preprocessed batch.
+                      score_thr: float = 0.3,
+                      candidates=None) -> List[DetDataSample]:
+        """Explain every detection of a preprocessed batch (or the
+        candidates a selector picks).
 
         Args:
             model: MMDetection detector (eval mode).
             inputs (Tensor): Preprocessed images (B, 3, H, W).
             data_samples (list[DetDataSample]): With image metainfo.
             targets (Sequence[str]): Subset of ``TARGETS`` in output order.
-            score_thr (float): Detections scoring below it are dropped.
+            score_thr (float): Detections scoring below it are dropped (and
+                not referred to by selectors).
+            candidates (CandidateSelector | list, optional): What to explain
+                instead of the final detections, one selector for all images
+                or one per image (:mod:`~mmdet_odam.explainers.candidates`).
 
         Returns:
             list[DetDataSample]: ``pred_instances`` with ``bboxes``,
-            ``scores``, ``labels`` and ``heatmaps`` (a
-            :class:`~mmdet_odam.structures.HeatMaps` of N x T maps on the
-            original image, in [0, 1]);
+            ``scores``, ``labels``, the candidate identity fields
+            (``cand_*``), ``ref_index``/``ref_iou`` (what each row refers to;
+            ``ref_correlation`` (N, T) with the referred detection's maps)
+            and ``heatmaps`` (a :class:`~mmdet_odam.structures.HeatMaps` of
+            N x T maps on the original image, in [0, 1]);
             ``metainfo['targets']`` names the T maps.
         """
         targets = tuple(targets)
@@ -203,6 +213,9 @@ class ODAM:
         if 'combined' in targets:
             slots += [a for a in range(len(ATTRIBUTES)) if a not in slots]
         adapter = build_adapter(model, self.feature, self.score_target)
+        selectors = as_selectors(candidates, len(data_samples))
+        for selector in selectors:
+            selector.check(adapter)
         metas = [ds.metainfo for ds in data_samples]
         with torch.enable_grad():
             fast = self.uses_fast_path(adapter)
@@ -214,13 +227,34 @@ class ODAM:
             state = adapter.forward(inputs, data_samples, keep_graph=not fast)
             outputs = []
             for img_idx, sample in enumerate(data_samples):
-                res = state.results[img_idx]
-                keep = (res.scores >= score_thr).nonzero()[:, 0]
-                maps = self._image_maps(adapter, state, img_idx, keep, slots,
-                                        metas[img_idx], targets)
-                outputs.append(self._pack(sample, res[keep], maps, targets,
+                detections = final_detections(state, img_idx, score_thr)
+                rows = selectors[img_idx].select(adapter, state, img_idx,
+                                                 score_thr)
+                adapter.set_candidates(state, img_idx, rows)
+                maps = self._image_maps(
+                    adapter, state, img_idx,
+                    torch.arange(len(rows), device=rows.labels.device),
+                    slots, metas[img_idx], targets)
+                if selectors[img_idx].refers_to_detections and len(rows):
+                    rows.ref_correlation = self._reference_correlations(
+                        adapter, state, img_idx, rows, maps, detections,
+                        slots, metas[img_idx], targets)
+                outputs.append(self._pack(sample, rows, maps, targets,
                                           slots))
         return outputs
+
+    def _reference_correlations(self, adapter, state: ForwardState,
+                                img_idx: int, rows, maps: HeatMaps,
+                                detections, slots: List[int],
+                                meta: dict, targets: Sequence[str]) -> Tensor:
+        """(N, T) correlation of each row's maps with those of the final
+        detection it refers to (``ref_index``), which are computed here."""
+        refs, ref_rows = rows.ref_index.unique(return_inverse=True)
+        adapter.set_candidates(state, img_idx, detections[refs])
+        ref_maps = self._image_maps(adapter, state, img_idx,
+                                    torch.arange(len(refs)), slots, meta,
+                                    targets)
+        return reference_correlations(maps, ref_maps, ref_rows)
 
     # ---------------------------------------------------------------------
     #: ``method='auto'`` may take a fast path that only approximates the
@@ -353,6 +387,10 @@ class ODAM:
         pred.bboxes = results.bboxes
         pred.scores = results.scores
         pred.labels = results.labels
+        for name in ('ref_index', 'ref_iou', 'ref_correlation', *sorted(
+                k for k in results.keys() if k.startswith('cand_'))):
+            if name in results:
+                pred.set_field(results.get(name), name)
         pred.heatmaps = maps
         out.pred_instances = pred
         return out

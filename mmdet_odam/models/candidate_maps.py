@@ -16,7 +16,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..explainers.adapters import ForwardState
-from ..explainers.adapters.dense import DenseHeadAdapter
+from ..explainers.adapters.dense import head_adapter
 from ..explainers.heatmap import (cell_shift, check_cell_position, odam_map,
                                   smoothing_sigmas)
 from ..explainers.odam import window_odam_maps
@@ -136,14 +136,14 @@ class CandidateMapper:
         Returns:
             list[Tensor]: (N_i, H, W) maps per image, in candidate order.
         """
-        adapter = DenseHeadAdapter.from_head(head, self.score_target)
+        adapter = head_adapter(head, self.score_target)
         if not adapter.has_fast_path():
             raise TypeError(
                 f'{type(head).__name__} is not a conv-only dense head with '
                 'frozen norms; batched candidate maps are unavailable for it')
         featmap_sizes = [f.shape[-2:] for f in feats]
-        priors = head.prior_generator.grid_priors(
-            featmap_sizes, dtype=feats[0].dtype, device=feats[0].device)
+        priors = adapter.grid_priors(featmap_sizes, dtype=feats[0].dtype,
+                                     device=feats[0].device)
         strides = [head.prior_generator.strides[i][0]
                    for i in range(len(feats))]
         # all images' candidates in one patch batch (one backward)

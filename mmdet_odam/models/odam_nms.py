@@ -62,17 +62,10 @@ Decisions (documented for the README):
   on its map (exact); that partner search also runs block by block, only as
   far as the greedy pass goes.
 
-Integration (:func:`install_odam_nms`, run on ``import mmdet_odam``): thin
-class-level wrappers of ``BaseDenseHead.predict`` (FCOS, RetinaNet, ...) and
-``StandardRoIHead.predict_bbox`` (Faster R-CNN) call the original method
-unchanged unless the head's test config has an ``odam_nms`` entry::
-
-    model = dict(test_cfg=dict(odam_nms=dict(type='OdamNMS')))        # dense
-    model = dict(test_cfg=dict(rcnn=dict(odam_nms=dict(               # R-CNN
-        type='OdamNMS', iou_threshold=0.6, t_high=0.7, t_low=0.3))))
-
-With it, the head's own post-processing runs up to NMS (same score threshold,
-``nms_pre``, score factors, rescaling and ``min_bbox_size`` filter as mmdet),
+Detectors (built as ``OdamNMSDetector``, :mod:`.odam_nms_detector`) call
+:class:`OdamNMS` when their head's test config has ``odam_nms``: the head's
+own post-processing runs up to NMS (same score threshold, ``nms_pre``, score
+factors, rescaling and ``min_bbox_size`` filter as mmdet),
 the candidates' ODAM maps of their class logit are computed in batches by
 :class:`~mmdet_odam.models.candidate_maps.CandidateMapper` (dense heads:
 receptive-field patches of the neck features; R-CNN: the pooled RoI features),
@@ -82,11 +75,11 @@ computed from detached features (no graph is kept) under
 ``torch.inference_mode()`` is refused with an error). The rest of the test
 config is read as usual (``nms.iou_threshold`` when
 ``OdamNMS(iou_threshold=None)``, ``nms.class_agnostic``); nothing else sees
-``odam_nms``. DETR-style detectors have no NMS; an ``odam_nms`` entry in their
-test config raises ``NotImplementedError`` instead of being silently ignored.
+``odam_nms``. DETR-style detectors have no NMS: building one as an
+``OdamNMSDetector`` raises ``NotImplementedError`` instead of silently
+ignoring the entry.
 """
 import copy
-import functools
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -666,9 +659,9 @@ class OdamNMS:
         proposals = [res.bboxes for res in rpn_results_list]
         rois = bbox2roi(proposals)
         if rois.shape[0] == 0:
-            return _ORIGINALS['predict_bbox'](roi_head, x, batch_img_metas,
-                                              rpn_results_list,
-                                              rcnn_test_cfg, rescale)
+            return type(roi_head).predict_bbox(
+                roi_head, x, batch_img_metas, rpn_results_list,
+                rcnn_test_cfg, rescale)
         x = tuple(f.detach() for f in x)
         with torch.no_grad():
             bbox_results = roi_head._bbox_forward(x, rois)
@@ -765,16 +758,7 @@ def _check_grad_mode() -> None:
             '(as mmdet test loops do), not torch.inference_mode()')
 
 
-# -- installation -------------------------------------------------------------
-_ORIGINALS: dict = {}
-
-
-def _odam_cfg(test_cfg):
-    if test_cfg is None or not hasattr(test_cfg, 'get'):
-        return None
-    return test_cfg.get('odam_nms', None)
-
-
+# -- building -------------------------------------------------------------------
 def build_odam_nms(cfg) -> OdamNMS:
     """Build an :class:`OdamNMS` from a config dict (or pass one through)."""
     if isinstance(cfg, OdamNMS):
@@ -782,73 +766,3 @@ def build_odam_nms(cfg) -> OdamNMS:
     cfg = dict(cfg)
     cfg.setdefault('type', 'OdamNMS')
     return TASK_UTILS.build(cfg)
-
-
-def _classes():
-    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-    from mmdet.models.detectors import DetectionTransformer
-    from mmdet.models.roi_heads import StandardRoIHead
-    return BaseDenseHead, StandardRoIHead, DetectionTransformer
-
-
-def install_odam_nms() -> None:
-    """Wrap the predict methods so that ``test_cfg.odam_nms`` takes effect.
-
-    Idempotent. ``BaseDenseHead.predict`` and ``StandardRoIHead.predict_bbox``
-    run unchanged unless the head's test config (R-CNN: ``rcnn_test_cfg``) has
-    ``odam_nms``; ``DetectionTransformer.predict`` (DETR and its variants)
-    raises ``NotImplementedError`` then. Heads that override ``predict`` /
-    ``predict_bbox`` themselves are not affected.
-    """
-    dense_cls, roi_cls, detr_cls = _classes()
-    if getattr(dense_cls.predict, '_odam_nms_wrapper', False):
-        return
-    dense_predict = dense_cls.predict
-    predict_bbox = roi_cls.predict_bbox
-    detr_predict = detr_cls.predict
-    _ORIGINALS.update(dense_predict=dense_predict, predict_bbox=predict_bbox,
-                      detr_predict=detr_predict)
-
-    @functools.wraps(dense_predict)
-    def predict(self, x, batch_data_samples, rescale: bool = False):
-        cfg = _odam_cfg(self.test_cfg)
-        if cfg is None:
-            return dense_predict(self, x, batch_data_samples, rescale=rescale)
-        return build_odam_nms(cfg).predict_dense(self, x, batch_data_samples,
-                                                 rescale)
-
-    @functools.wraps(predict_bbox)
-    def predict_bbox_wrapper(self, x, batch_img_metas, rpn_results_list,
-                             rcnn_test_cfg, rescale: bool = False):
-        cfg = _odam_cfg(rcnn_test_cfg)
-        if cfg is None:
-            return predict_bbox(self, x, batch_img_metas, rpn_results_list,
-                                rcnn_test_cfg, rescale=rescale)
-        return build_odam_nms(cfg).predict_rcnn(
-            self, x, batch_img_metas, rpn_results_list, rcnn_test_cfg,
-            rescale)
-
-    @functools.wraps(detr_predict)
-    def predict_detr(self, *args, **kwargs):
-        if _odam_cfg(getattr(self.bbox_head, 'test_cfg', None)) is not None:
-            raise NotImplementedError(
-                'Odam-NMS is not supported for DETR-style detectors (they '
-                'have no NMS and no batched candidate maps); remove '
-                'test_cfg.odam_nms')
-        return detr_predict(self, *args, **kwargs)
-
-    for fn in (predict, predict_bbox_wrapper, predict_detr):
-        fn._odam_nms_wrapper = True
-    dense_cls.predict = predict
-    roi_cls.predict_bbox = predict_bbox_wrapper
-    detr_cls.predict = predict_detr
-
-
-def uninstall_odam_nms() -> None:
-    """Restore the original methods (undo :func:`install_odam_nms`)."""
-    dense_cls, roi_cls, detr_cls = _classes()
-    if not getattr(dense_cls.predict, '_odam_nms_wrapper', False):
-        return
-    dense_cls.predict = _ORIGINALS['dense_predict']
-    roi_cls.predict_bbox = _ORIGINALS['predict_bbox']
-    detr_cls.predict = _ORIGINALS['detr_predict']

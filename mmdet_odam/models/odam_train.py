@@ -45,6 +45,7 @@ from mmdet.structures.bbox import (bbox2roi, bbox_cxcywh_to_xyxy,
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from ..explainers.adapters.dense import head_adapter
 from ..explainers.adapters.receptive_field import record_norm_stats
 from ..explainers.heatmap import cell_shift, odam_map, smoothing_sigmas
 from .candidate_maps import CandidateMapper, resample_to_grid
@@ -286,6 +287,12 @@ class OdamTrainLoss(nn.Module):
         Returns:
             list[InstanceData]: Per image ``maps``, ``gt_index``, ``ious``.
         """
+        if not isinstance(head, (AnchorFreeHead, AnchorHead)):
+            raise TypeError(f'Odam-Train has no target recovery for '
+                            f'{type(head).__name__} (only anchor and '
+                            'anchor-free heads: FCOS, RetinaNet, ATSS, GFL, '
+                            'RTMDet)')
+        adapter = head_adapter(head)
         featmap_sizes = [f.shape[-2:] for f in feats]
         device = feats[0].device
         priors = head.prior_generator.grid_priors(
@@ -306,11 +313,12 @@ class OdamTrainLoss(nn.Module):
             for lvl in level.unique().tolist():
                 sel = (level == lvl).nonzero()[:, 0]
                 deltas = _gather_cells(outs[1][lvl].detach(), img, index[sel],
-                                       anchors, head.bbox_coder.encode_size)
+                                       anchors, adapter.box_channels())
                 if getattr(head, 'norm_on_bbox', False):  # FCOS in training
                     deltas = deltas * head.prior_generator.strides[lvl][0]
-                pred[sel] = head.bbox_coder.decode(priors[lvl][index[sel]],
-                                                   deltas).float()
+                # the family's own decoding (GFL: distribution integral)
+                pred[sel] = adapter.decode(priors[lvl][index[sel]], deltas,
+                                           lvl).float()
             ious = bbox_overlaps(pred, gt_boxes[gt_index], is_aligned=True) \
                 if len(flat) else pred.new_zeros(0)
             keep = _cap_per_object(gt_index, ious, self.max_positives)
@@ -363,7 +371,12 @@ class OdamTrainLoss(nn.Module):
             valid = anchors.new_ones(len(anchors), dtype=torch.bool)
             result = assigned or head._get_targets_single(
                 anchors, valid, gt, meta, None, unmap_outputs=True)
-            labels, sampling = result[0], result[-1]
+            # RetinaNet returns labels first, ATSS-style heads (ATSS, GFL,
+            # RTMDet) their anchors first: the labels are the first integer
+            # tensor; the sampling result is last in both
+            labels = next(t for t in result if isinstance(t, Tensor) and
+                          not t.is_floating_point())
+            sampling = result[-1]
             flat = (labels != head.num_classes).nonzero()[:, 0]
             # positives are in ascending anchor order in both
             return flat, sampling.pos_assigned_gt_inds
@@ -534,6 +547,7 @@ def odam_train_losses(detector, odam: OdamTrainLoss, batch_inputs: Tensor,
     computation (features, head outputs, target assignment), so nothing is run
     twice and the detection losses are exactly MMDetection's.
     """
+    check_odam_train_support(detector)
     store: dict = {}
     with ExitStack() as stack:
         stack.enter_context(_wrap(detector, 'extract_feat',
@@ -581,6 +595,23 @@ def odam_train_losses(detector, odam: OdamTrainLoss, batch_inputs: Tensor,
     return losses
 
 
+def check_odam_train_support(detector) -> None:
+    """Refuse, in one line, detectors whose losses Odam-Train cannot read.
+
+    Raises:
+        TypeError: Cascade R-CNN (one ``bbox_loss`` per stage, called with the
+            stage) and DINO (its head's loss sees the denoising queries in
+            front of the matched ones).
+    """
+    from mmdet.models.detectors import DINO
+    from mmdet.models.roi_heads import CascadeRoIHead
+    if isinstance(getattr(detector, 'roi_head', None), CascadeRoIHead) or \
+            isinstance(detector, DINO):
+        raise TypeError(f'Odam-Train does not support '
+                        f'{type(detector).__name__}: its losses are not '
+                        'those of one StandardRoIHead / DETRHead')
+
+
 def install_odam_train(detector, odam: OdamTrainLoss,
                        active=lambda: True) -> None:
     """Make ``detector.loss`` add Odam-Train losses (idempotent).
@@ -591,6 +622,7 @@ def install_odam_train(detector, odam: OdamTrainLoss,
         active (callable): Returns False to skip the terms (warm-up); they are
             then logged as zeros.
     """
+    check_odam_train_support(detector)
     original = getattr(detector, '_odam_original_loss', None) or detector.loss
 
     def loss(batch_inputs, batch_data_samples):

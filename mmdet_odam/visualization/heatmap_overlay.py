@@ -201,6 +201,114 @@ def overlay_heatmap(image_bgr: np.ndarray,
     return out
 
 
+def add_colorbar(rgb: np.ndarray, cmap: str = 'jet',
+                 title: Optional[str] = None, low: str = '0',
+                 high: str = '1', background: int = 255) -> np.ndarray:
+    """A legend band under a picture: ``title`` (which map it shows, e.g.
+    ``'x2 map'``) on the left, a horizontal colour bar of ``cmap`` from
+    ``low`` to ``high`` on the right.
+
+    The picture itself is kept unchanged as the top rows of the output; the
+    band's height grows with the picture's width (about 1/14 of it, 16 to
+    36 px).
+
+    Args:
+        rgb (ndarray): (H, W, 3) uint8 picture (RGB, as the overlays).
+        cmap (str): matplotlib colormap of the map shown.
+        title (str, optional): The target's name.
+        low, high (str): Labels of the bar's ends (map values 0 and 1).
+        background (int): Grey level of the band.
+
+    Returns:
+        ndarray: (H + band, W, 3) uint8.
+
+    Raises:
+        ValueError: For a picture that is not (H, W, 3) uint8 or an unknown
+            colormap.
+    """
+    rgb = _tile_rgb(rgb)
+    h, w = rgb.shape[:2]
+    band_h = min(max(16, int(round(w / 14))), 36)
+    band = np.full((band_h, w, 3), background, np.uint8)
+    pad = max(2, band_h // 6)
+    scale = _fit_font_scale('Ag', 10 ** 6, min(0.9, band_h / 34.))
+    (_, th), base = cv2.getTextSize('Ag', _FONT, scale, 1)
+    while th + base > band_h - 2 * pad and scale > 0.25:
+        scale *= 0.9
+        (_, th), base = cv2.getTextSize('Ag', _FONT, scale, 1)
+    text_y = (band_h + th) // 2
+    x = pad
+    if title:
+        text = str(title)
+        scale_t = _fit_font_scale(text, max(int(0.45 * w) - pad, 1), scale)
+        (tw, _), _ = cv2.getTextSize(text, _FONT, scale_t, 1)
+        cv2.putText(band, text, (x, text_y), _FONT, scale_t, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        x += tw + 2 * pad
+    (lw, _), _ = cv2.getTextSize(low, _FONT, scale, 1)
+    (hw, _), _ = cv2.getTextSize(high, _FONT, scale, 1)
+    bar_x0 = max(x + lw + pad, w // 2)
+    bar_x1 = min(w - hw - 2 * pad, bar_x0 + 400)  # at most 400 px long
+    if bar_x1 - bar_x0 >= 8:
+        cv2.putText(band, low, (bar_x0 - lw - pad // 2, text_y), _FONT,
+                    scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(band, high, (bar_x1 + pad // 2 + 1, text_y), _FONT,
+                    scale, (0, 0, 0), 1, cv2.LINE_AA)
+        ramp = np.linspace(0., 1., bar_x1 - bar_x0, dtype=np.float32)
+        colours = colorize_heatmap(ramp[None], cmap)[0]
+        band[pad:band_h - pad, bar_x0:bar_x1] = colours[None]
+    return np.concatenate([rgb, band], axis=0)
+
+
+def show_cam_on_image(img: np.ndarray, heatmap: np.ndarray,
+                      image_weight: float = 0.5, cmap: str = 'jet',
+                      title: Optional[str] = None, colorbar: bool = True,
+                      bgr: bool = False) -> np.ndarray:
+    """Blend a heat map over an image, for notebooks (in the manner of
+    pytorch-grad-cam's helper of that name): ``(1 - image_weight) * colour
+    + image_weight * image``, everywhere.
+
+    Args:
+        img (ndarray): (H, W, 3) RGB image, uint8 or float in [0, 1]
+            (``bgr=True``: BGR, as mmcv / OpenCV read it).
+        heatmap (ndarray | Tensor): (H, W) map in [0, 1] (e.g.
+            ``heatmaps[i, t]`` of :func:`mmdet_odam.apis.explain`).
+        image_weight (float): Weight of the image, in [0, 1].
+        cmap (str): matplotlib colormap.
+        title (str, optional): The map's name, written beside the colour bar.
+        colorbar (bool): Append the legend band (:func:`add_colorbar`).
+        bgr (bool): ``img`` is BGR.
+
+    Returns:
+        ndarray: uint8 RGB, (H, W, 3) or taller with the colour bar.
+
+    Raises:
+        ValueError: Mismatched shapes, a weight outside [0, 1].
+    """
+    if hasattr(heatmap, 'detach'):
+        heatmap = heatmap.detach().cpu().numpy()
+    image = np.asarray(img)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'img must be (H, W, 3), got shape '
+                         f'{tuple(image.shape)}')
+    if not 0. <= float(image_weight) <= 1.:
+        raise ValueError(f'image_weight must be in [0, 1], got '
+                         f'{image_weight}')
+    heat = _check_heatmap(heatmap)
+    if heat.shape != image.shape[:2]:
+        raise ValueError(f'heatmap shape {tuple(heat.shape)} does not match '
+                         f'image shape {tuple(image.shape[:2])} (H, W)')
+    image = image.astype(np.float32)
+    if np.issubdtype(np.asarray(img).dtype, np.integer):
+        image = image / 255.
+    if bgr:
+        image = image[..., ::-1]
+    colour = colorize_heatmap(heat, cmap).astype(np.float32) / 255.
+    out = (1. - image_weight) * colour + image_weight * np.clip(image, 0, 1)
+    out = np.ascontiguousarray(np.round(out * 255).astype(np.uint8))
+    return add_colorbar(out, cmap, title) if colorbar else out
+
+
 def _tile_rgb(tile: np.ndarray) -> np.ndarray:
     tile = np.asarray(tile)
     if tile.ndim == 2:

@@ -21,6 +21,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..heatmap import support_box
+from .registry import overridden
 from .strides import backbone_strides, neck_strides
 
 ATTRIBUTES = ('score', 'x1', 'y1', 'x2', 'y2')
@@ -88,10 +89,20 @@ class DetectorAdapter:
         model: An MMDetection detector in eval mode.
         feature (str): ``'neck'`` (default), ``'backbone'`` or a family-specific
             name such as ``'roi'``.
-        score_target (str): ``'score'`` (final confidence) or ``'logit'``.
+        score_target (str): ``'score'`` (final confidence), ``'logit'`` or
+            a family-specific scalar of ``score_targets`` (e.g. ``'mask'``).
     """
 
     features: Sequence[str] = ('neck', 'backbone')
+    #: What the ``score`` column may explain.
+    score_targets: Sequence[str] = ('score', 'logit')
+    #: The detectors it explains, in words (named by refusals of others).
+    family: str = ''
+    #: Methods of the registered head class the adapter hooks into or
+    #: replays: a subclass overriding one of them is refused.
+    relies_on: Sequence[str] = ()
+    #: The detector class the family part must sit in.
+    detector_type: type = object
 
     def __init__(self, model, feature: str = 'neck',
                  score_target: str = 'score') -> None:
@@ -99,12 +110,28 @@ class DetectorAdapter:
             raise ValueError(
                 f'feature {feature!r} does not exist for '
                 f'{type(model).__name__}; choose from {tuple(self.features)}')
-        if score_target not in ('score', 'logit'):
-            raise ValueError(f"score_target must be 'score' or 'logit', "
-                             f'got {score_target!r}')
+        if score_target not in self.score_targets:
+            raise ValueError(
+                f'score_target must be one of {tuple(self.score_targets)} for '
+                f'{type(model).__name__}, got {score_target!r}')
         self.model = model
         self.feature = feature
         self.score_target = score_target
+
+    @classmethod
+    def unsupported_reason(cls, model, part, registered: type
+                           ) -> Optional[str]:
+        """Why this adapter cannot explain ``model`` whose family part
+        ``part`` resolved to the registered head class ``registered``, or
+        None when it can. Subclasses add family-specific checks."""
+        if not isinstance(model, cls.detector_type):
+            return (f'{cls.__name__} needs a '
+                    f'{cls.detector_type.__name__}')
+        changed = overridden(part, registered, cls.relies_on)
+        if changed:
+            return (f'{type(part).__name__} overrides {registered.__name__}.'
+                    f'{", ".join(changed)}')
+        return None
 
     # -- feature leaves -----------------------------------------------------
     def backbone_or_neck_leaves(self, inputs: Tensor):
@@ -182,6 +209,73 @@ class DetectorAdapter:
                        ) -> Optional[List[LevelGradients]]:
         """Batched gradients, or None when the family has no fast path."""
         return None
+
+    # -- any candidate (see explainers/candidates.py) ---------------------------
+    def num_classes(self) -> int:
+        """Number of object classes the detector scores."""
+        part = getattr(self.model, 'roi_head', None)
+        head = part.bbox_head if part is not None else self.model.bbox_head
+        return head.num_classes
+
+    def set_candidates(self, state: ForwardState, img_idx: int,
+                       rows: InstanceData) -> None:
+        """Make ``rows`` (identity fields and ``labels``) the candidates
+        explained for one image in place of its final detections; families
+        that precompute per-detection tensors refresh them here."""
+        state.results[img_idx] = rows
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every place a candidate of one image can come from, whatever its
+        score: dense heads each (level, prior), R-CNNs each proposal, DETR each
+        query. Fields: the family's identity fields (those
+        :meth:`candidate_scalars` reads, e.g. ``cand_level``/``cand_index``)
+        and nothing else; adding ``labels`` (any class) makes the rows
+        explainable as if they were detections of that class.
+        """
+        raise NotImplementedError(
+            f'{type(self).__name__} cannot enumerate its candidates')
+
+    def pre_nms_candidates(self, state: ForwardState,
+                           img_idx: int) -> InstanceData:
+        """The candidates the detector's own NMS received for one image
+        (after its score threshold and pre-NMS top-k), with the identity
+        fields, ``labels``, ``scores`` and ``bboxes`` (original-image pixels)
+        the final detections carry.
+
+        Raises:
+            ValueError: For families without NMS (DETR).
+        """
+        raise ValueError(f'{type(self).__name__} has no NMS to take '
+                         'suppressed candidates from')
+
+    def candidate_scalars_on_inputs(self, inputs: Tensor,
+                                    state: ForwardState, img_idx: int,
+                                    det_ids: Sequence[int]) -> Tensor:
+        """Scalars of given candidates when the detector sees new inputs.
+
+        Row k of ``inputs`` (e.g. a perturbed copy of image ``img_idx``, of
+        the same size) is run through the detector and the exact candidate
+        of detection ``det_ids[k]`` of ``state`` is read on it (not re-matched
+        among the new outputs). Used by perturbation explainers (BBAM).
+
+        Args:
+            inputs (Tensor): (K, C, H, W) preprocessed, same H, W as the
+                state's input.
+            state (ForwardState): The forward that found the detections.
+            img_idx (int): Image of ``state`` the detections belong to.
+            det_ids (Sequence[int]): K detection indices into
+                ``state.results[img_idx]``.
+
+        Returns:
+            Tensor: (K, len(ATTRIBUTES)), with the graph to ``inputs``.
+
+        Raises:
+            TypeError: For families that do not implement it.
+        """
+        raise TypeError(f'{type(self).__name__} cannot read candidates on '
+                        'new inputs (dense heads and two-stage detectors '
+                        'can)')
 
     # -- generic exact path ----------------------------------------------------
     def exact_gradients(self, state: ForwardState, img_idx: int,

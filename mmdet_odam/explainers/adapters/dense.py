@@ -17,13 +17,18 @@ image so that border boxes keep a gradient).
 import inspect
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import (Callable, ContextManager, List, Optional, Sequence,
+                    Tuple)
 
 import torch
+from mmengine.structures import InstanceData
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.utils import filter_scores_and_topk
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
+from .registry import overridden, register_adapter, registered_adapter
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
@@ -46,7 +51,7 @@ def track_dense_candidates(head):
 
     Raises:
         TypeError: If the head's ``_predict_by_feat_single`` does not use
-            ``filter_scores_and_topk`` (it is overridden: GFL, YOLOX...).
+            ``filter_scores_and_topk`` (it is overridden: TOOD...).
     """
     kept: List[Tensor] = []
     cls = type(head)
@@ -98,13 +103,36 @@ def dense_candidates(head, feats: Sequence[Tensor],
         GroupNorm statistics of the forward (``record_norm_stats``), as
         :class:`~mmdet_odam.models.CandidateMapper` needs them.
     """
+    adapter = head_adapter(head)
     with torch.no_grad(), record_norm_stats(head) as norm_stats:
         outs = head(feats)
-        with track_dense_candidates(head):
+        with adapter.track_candidates([o.shape[-2:] for o in outs[0]]):
             candidates = head.predict_by_feat(
                 *outs, batch_img_metas=list(batch_img_metas), cfg=cfg,
                 rescale=False, with_nms=False)
     return candidates, norm_stats
+
+
+def head_adapter(head, score_target: str = 'logit') -> 'DenseHeadAdapter':
+    """The adapter of a bare dense head's family (along its class's MRO, as
+    :func:`~.registry.adapter_class`), on ``head`` itself (``from_head``).
+
+    Raises:
+        TypeError: One line, when the head's family has no dense adapter or
+            overrides a method it relies on.
+    """
+    for registered in type(head).__mro__:
+        adapter = registered_adapter(registered)
+        if adapter is None:
+            continue
+        changed = overridden(head, registered, adapter.relies_on) if \
+            issubclass(adapter, DenseHeadAdapter) else ['(not a dense head)']
+        if changed:
+            raise TypeError(f'{type(head).__name__} overrides '
+                            f'{registered.__name__}.{", ".join(changed)}; '
+                            'its candidates cannot be tracked')
+        return adapter.from_head(head, score_target)
+    raise TypeError(f'{type(head).__name__} has no dense-head ODAM adapter')
 
 
 # Attributes that share head outputs: the score reads the class (and score
@@ -223,8 +251,16 @@ def forward_level(head, x: Tensor, level: int) -> tuple:
     return head.forward_single(*args)
 
 
+@register_adapter(BaseDenseHead)
 class DenseHeadAdapter(DetectorAdapter):
     """FCOS / RetinaNet and other ``BaseDenseHead`` detectors."""
+
+    family = ('single-stage detectors whose dense head keeps BaseDenseHead\'s '
+              'post-processing (FCOS, RetinaNet, ATSS, ...)')
+    # candidates are tagged inside these (TOOD overrides them; GFL, RTMDet
+    # and YOLOX have their own adapters: dense_families.py)
+    relies_on = ('predict_by_feat', '_predict_by_feat_single')
+    detector_type = SingleStageDetector
 
     def __init__(self, model, feature: str = 'neck',
                  score_target: str = 'score') -> None:
@@ -250,6 +286,35 @@ class DenseHeadAdapter(DetectorAdapter):
         adapter.num_outputs = None
         return adapter
 
+    # -- what family subclasses override (dense_families.py) -----------------
+    def track_candidates(self, featmap_sizes: Sequence) -> ContextManager:
+        """Context in which ``self.head.predict_by_feat`` tags its results
+        with ``cand_level``/``cand_index`` (:func:`track_dense_candidates`)."""
+        return track_dense_candidates(self.head)
+
+    def grid_priors(self, featmap_sizes: Sequence, dtype: torch.dtype,
+                    device: torch.device) -> List[Tensor]:
+        """Per level, the priors the head decodes with, (H_l * W_l * A, D)."""
+        return self.head.prior_generator.grid_priors(
+            featmap_sizes, dtype=dtype, device=device)
+
+    def box_channels(self) -> int:
+        """Regression outputs per prior."""
+        return self.head.bbox_coder.encode_size
+
+    def decode(self, priors: Tensor, box_vec: Tensor, level: int) -> Tensor:
+        """Boxes (M, 4) in input pixels from the regression outputs (M,
+        :meth:`box_channels`) of candidates on ``level``, unclamped."""
+        return self.head.bbox_coder.decode(priors, box_vec)
+
+    def forward_level(self, x: Tensor, level: int) -> tuple:
+        """The head's outputs on one level's input (patch forward)."""
+        return forward_level(self.head, x, level)
+
+    def receptive_radius(self) -> int:
+        """Cells of one level one output depends on, each way."""
+        return receptive_radius(self.head)
+
     def has_fast_path(self) -> bool:
         return self.feature == 'neck' and can_use_patches(self.head) and \
             runs_forward_single(self.head)
@@ -273,24 +338,59 @@ class DenseHeadAdapter(DetectorAdapter):
             outs = head(feats)
         self.num_outputs = len(outs)
         detached = [[o.detach() for o in level_outs] for level_outs in outs]
-        with torch.no_grad(), track_dense_candidates(head):
+        featmap_sizes = [o.shape[-2:] for o in outs[0]]
+        with torch.no_grad(), self.track_candidates(featmap_sizes):
             results = head.predict_by_feat(
                 *detached, batch_img_metas=batch_img_metas, rescale=True)
         for img_idx, res in enumerate(results):
             res.img_index = torch.full_like(res.labels, img_idx)
-        featmap_sizes = [o.shape[-2:] for o in outs[0]]
-        priors = head.prior_generator.grid_priors(
-            featmap_sizes, dtype=outs[0][0].dtype, device=outs[0][0].device)
+        priors = self.grid_priors(featmap_sizes, dtype=outs[0][0].dtype,
+                                  device=outs[0][0].device)
         return ForwardState(
             results=results, activations=leaves,
             strides=self.feature_strides(leaves),
             extras=dict(outs=outs, priors=priors, norm_stats=norm_stats,
-                        head_inputs=feats, featmap_sizes=featmap_sizes))
+                        head_inputs=feats, featmap_sizes=featmap_sizes,
+                        metas=batch_img_metas))
+
+    # -- any candidate -----------------------------------------------------------
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every (level, prior) of the image: ``cand_level``, ``cand_index``
+        (the prior's flattened index on its level, as the head's candidate
+        filter numbers them) and ``img_index``."""
+        priors = state.extras['priors']
+        device = priors[0].device
+        levels = torch.cat([torch.full((len(p), ), lvl, dtype=torch.long,
+                                       device=device)
+                            for lvl, p in enumerate(priors)])
+        index = torch.cat([torch.arange(len(p), device=device)
+                           for p in priors])
+        return InstanceData(cand_level=levels, cand_index=index,
+                            img_index=torch.full_like(index, img_idx))
+
+    def pre_nms_candidates(self, state: ForwardState,
+                           img_idx: int) -> InstanceData:
+        """The head's own post-processing up to NMS (score threshold,
+        ``nms_pre``, score factors; rescaled), tagged as the detections."""
+        outs = state.extras['outs']
+        detached = [[o[img_idx:img_idx + 1].detach() for o in level_outs]
+                    for level_outs in outs]
+        with torch.no_grad(), \
+                self.track_candidates(state.extras['featmap_sizes']):
+            pool, = self.head.predict_by_feat(
+                *detached, batch_img_metas=[state.extras['metas'][img_idx]],
+                rescale=True, with_nms=False)
+        pool.img_index = torch.full_like(pool.labels, img_idx)
+        return pool
 
     # -- scalars ---------------------------------------------------------------
     def scalars_from_outputs(self, cls_vec: Tensor, box_vec: Tensor,
-                             factor: Tensor, priors: Tensor, labels: Tensor
-                             ) -> Tensor:
+                             factor: Tensor, priors: Tensor, labels: Tensor,
+                             level: int = 0) -> Tensor:
         """Explained scalars from one candidate's head outputs.
 
         Args:
@@ -299,6 +399,7 @@ class DenseHeadAdapter(DetectorAdapter):
             factor (Tensor | None): Score-factor logits (M, ) (FCOS centerness).
             priors (Tensor): The candidates' priors, (M, 2 or 4).
             labels (Tensor): Detected class, (M, ).
+            level (int): Level of all candidates (for :meth:`decode`).
 
         Returns:
             Tensor: (M, len(ATTRIBUTES)).
@@ -313,7 +414,7 @@ class DenseHeadAdapter(DetectorAdapter):
                 score = score * factor.sigmoid()
         else:
             score = cls_vec.softmax(-1)[rows, labels]
-        boxes = head.bbox_coder.decode(priors, box_vec)
+        boxes = self.decode(priors, box_vec, level)
         return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
 
     def _candidate_geometry(self, state: ForwardState, img_idx: int):
@@ -321,9 +422,7 @@ class DenseHeadAdapter(DetectorAdapter):
         res = state.results[img_idx]
         levels, index = res.cand_level, res.cand_index
         sizes = state.extras['featmap_sizes']
-        per_level = self.head.num_base_priors  # a list for SSD heads
-        anchors = list(per_level) if isinstance(per_level, (list, tuple)) \
-            else [per_level] * len(sizes)
+        anchors = self.head.prior_generator.num_base_priors[:len(sizes)]
         widths = [int(size[-1]) for size in sizes]
         num_anchors = levels.new_tensor(anchors)[levels]
         pos = index // num_anchors
@@ -350,22 +449,49 @@ class DenseHeadAdapter(DetectorAdapter):
             scalars = scalars.index_put(
                 (sel, ), self._level_scalars(
                     [o[level] for o in outs], batch, anchor[sel], row[sel],
-                    col[sel], priors[level][index[sel]], res.labels[sel]))
+                    col[sel], priors[level][index[sel]], res.labels[sel],
+                    level))
         return scalars
+
+    def candidate_scalars_on_inputs(self, inputs: Tensor,
+                                    state: ForwardState, img_idx: int,
+                                    det_ids: Sequence[int]) -> Tensor:
+        """See the base class: the head runs on row k's features and the
+        candidate's (level, index) of ``state`` is read there by
+        :meth:`candidate_scalars` (priors and grid sizes are the state's)."""
+        feats = self.model.extract_feat(inputs)
+        sizes = [tuple(f.shape[-2:]) for f in feats]
+        if sizes != [tuple(s) for s in state.extras['featmap_sizes']]:
+            raise ValueError(f'inputs of size {tuple(inputs.shape[-2:])} give '
+                             f'feature maps {sizes}, not the state\'s')
+        res = state.results[img_idx]
+        ids = torch.as_tensor(list(det_ids), dtype=torch.long,
+                              device=res.labels.device)
+        if len(ids) != len(inputs):
+            raise ValueError(f'{len(inputs)} inputs for {len(ids)} '
+                             'candidates')
+        # image k of the view holds candidate k alone
+        view = ForwardState(
+            results=[res[ids[k:k + 1]] for k in range(len(ids))],
+            activations=[], strides=[],
+            extras=dict(state.extras, outs=self.head(feats)))
+        return torch.cat([self.candidate_scalars(view, k)
+                          for k in range(len(ids))])
 
     def _level_scalars(self, level_outs: Sequence[Tensor], batch: Tensor,
                        anchor: Tensor, row: Tensor, col: Tensor,
-                       priors: Tensor, labels: Tensor) -> Tensor:
+                       priors: Tensor, labels: Tensor, level: int = 0
+                       ) -> Tensor:
         head = self.head
         cls_vec = self._gather(level_outs[0], batch, anchor, row, col,
                                head.cls_out_channels)
         box_vec = self._gather(level_outs[1], batch, anchor, row, col,
-                               head.bbox_coder.encode_size)
+                               self.box_channels())
         factor = None
         if len(level_outs) > 2 and level_outs[2] is not None:
             factor = self._gather(level_outs[2], batch, anchor, row, col, 1)[:, 0]
         return self.scalars_from_outputs(cls_vec, box_vec, factor, priors,
-                                         labels)
+                                         labels, level)
 
     # -- fast path: receptive-field patches -------------------------------------
     def fast_gradients(self, state: ForwardState, img_idx: int,
@@ -397,7 +523,7 @@ class DenseHeadAdapter(DetectorAdapter):
         # candidates may come from several images of the batch (``img_index``)
         images = res.img_index[det_ids] if 'img_index' in res else \
             torch.full_like(det_ids, img_idx)
-        radius = receptive_radius(head)
+        radius = self.receptive_radius()
         num_attrs = len(ATTRIBUTES)
         attr_t = torch.as_tensor(list(attr_ids), device=det_ids.device)
         copies = len(attr_t)
@@ -431,7 +557,7 @@ class DenseHeadAdapter(DetectorAdapter):
             with frozen_norms(head, stats, level,
                               images[sel], masks):
                 level_outs = [class_only(patches)] if class_only else \
-                    forward_level(head, patches, level)
+                    self.forward_level(patches, level)
             # valid convs shrink each output to its centre cone
             level_outs = [o[..., (o.shape[-2] - 1) // 2, None,
                             (o.shape[-1] - 1) // 2, None]
@@ -446,7 +572,8 @@ class DenseHeadAdapter(DetectorAdapter):
             else:
                 scalars = self._level_scalars(
                     level_outs, rows, anchor[sel], centre, centre,
-                    priors_all[level][index[sel]], res.labels[det_ids[sel]])
+                    priors_all[level][index[sel]], res.labels[det_ids[sel]],
+                    level)
             leaves.append(patches)
             outputs.append(scalars)
             metas.append((level, sel, attr_t.repeat_interleave(len(sel))))

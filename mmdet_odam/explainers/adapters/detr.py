@@ -20,16 +20,24 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdet.models.dense_heads import DETRHead
+from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmengine.structures import InstanceData
 from torch import Tensor
 
+from .registry import register_adapter
 from .base import DetectorAdapter, ForwardState, outward_extents
 
 
+@register_adapter(DETRHead)
 class DETRAdapter(DetectorAdapter):
     """DETR (and DETR-like heads whose ``forward`` returns per-layer outputs)."""
 
     features = ('neck', 'backbone', 'encoder')
+    family = 'DETR with a DETRHead'
+    relies_on = ('forward', 'predict_by_feat')
+    detector_type = DetectionTransformer
 
     def forward(self, inputs: Tensor, data_samples,
                 keep_graph: bool = True) -> ForwardState:
@@ -42,7 +50,7 @@ class DETRAdapter(DetectorAdapter):
         else:
             leaves, feats = self.backbone_or_neck_leaves(inputs)
             head_inputs = model.forward_transformer(feats, data_samples)
-        cls_scores, bbox_preds = model.bbox_head(head_inputs['hidden_states'])
+        cls_scores, bbox_preds = self.head_outputs(head_inputs)
         with torch.no_grad():
             results = model.bbox_head.predict_by_feat(
                 cls_scores.detach(), bbox_preds.detach(), metas, rescale=True)
@@ -57,6 +65,11 @@ class DETRAdapter(DetectorAdapter):
             strides=self.feature_strides(leaves),
             extras=dict(cls=cls_scores[-1], boxes=bbox_preds[-1], metas=metas,
                         sigmoid=head.loss_cls.use_sigmoid))
+
+    def head_outputs(self, head_inputs: dict) -> Tuple[Tensor, Tensor]:
+        """Per-layer class logits and normalised boxes of the head, from
+        the keyword inputs the transformer gave it (``hidden_states``)."""
+        return self.model.bbox_head(head_inputs['hidden_states'])
 
     def encoder_memory_leaves(self, inputs: Tensor, data_samples: list
                               ) -> Tuple[List[Tensor], dict]:
@@ -118,6 +131,13 @@ class DETRAdapter(DetectorAdapter):
         strides = self.neck_strides() if model.with_neck else \
             self.backbone_strides()
         return [strides[-1]] * len(leaves)
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every query of the image (``cand_query``)."""
+        cls = state.extras['cls']
+        return InstanceData(cand_query=torch.arange(cls.shape[1],
+                                                    device=cls.device))
 
     def _replay_topk(self, cls_score: Tensor):
         head = self.model.bbox_head

@@ -46,11 +46,22 @@ def receptive_radius(head: nn.Module) -> int:
     return sum(_conv_radius(c) for c in _convs(head))
 
 
+def stacked_radius(module: nn.Module) -> int:
+    """Receptive radius of the convs of ``module`` applied one after the
+    other (each distinct conv counted once)."""
+    return sum(_conv_radius(c) for c in _convs(module))
+
+
 def can_use_patches(head: nn.Module) -> bool:
     """True for conv-only anchor/anchor-free heads (stride-1, no deformable
     or attention layers)."""
-    if not isinstance(head, (AnchorHead, AnchorFreeHead)):
-        return False
+    return isinstance(head, (AnchorHead, AnchorFreeHead)) and \
+        is_conv_only(head)
+
+
+def is_conv_only(head: nn.Module) -> bool:
+    """True when every layer of ``head`` is pointwise or a stride-1 conv (no
+    deformable or attention layers, no batch norm in training mode)."""
     for module in head.modules():
         name = type(module).__name__
         if 'Deform' in name or 'DCN' in name or 'Attention' in name:

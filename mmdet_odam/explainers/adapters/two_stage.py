@@ -10,6 +10,11 @@ logit); box extents from the class-specific deltas decoded on the RoI with the
 head's ``bbox_coder``. Features: ``'neck'`` (the FPN level RoIAlign pooled the
 RoI from), ``'backbone'``, or ``'roi'`` (the pooled RoI features themselves:
 one batched backward, maps pasted into the RoI box as App. A.5.3).
+``score_target='mask'`` (detectors with a mask head, Mask R-CNN): the
+``score`` column is the mean of the mask head's logits of the detected class
+over its output grid (28 x 28), predicted as MMDetection does on the
+detection's final box (input pixels, clipped to the image); that box is a
+constant, as RoIAlign is not differentiable in its boxes.
 
 Batched exact path on the neck: RoIAlign (average pooling) is linear in the
 features, so the gradient on the RoI's level is RoIAlign's adjoint applied to
@@ -25,30 +30,39 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import RoIAlign
+from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.layers import multiclass_nms
+from mmdet.models.roi_heads import StandardRoIHead
+from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.structures.bbox import bbox2roi
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ...utils.isolation import bound_with_globals, shared_weights_copy
+from .registry import overridden, register_adapter
 from .strides import prior_strides
 from .base import (ATTRIBUTES, DetectorAdapter, ForwardState, LevelGradients,
                    outward_extents)
 
 
 @contextmanager
-def track_rcnn_candidates(bbox_head, records: List[Tensor]):
+def track_rcnn_candidates(bbox_head, records: List[Tensor],
+                          nms_inputs: Optional[list] = None):
     """Record the kept (RoI * num_classes + class) indices of each image.
 
     ``bbox_head`` must be a private copy (:func:`~mmdet_odam.utils.isolation.
     shared_weights_copy`): inside the context its ``_predict_by_feat_single``
     is a copy of its class's method whose ``multiclass_nms`` also returns the
-    kept indices; MMDetection's module is not touched.
+    kept indices; MMDetection's module is not touched. ``nms_inputs``, if
+    given, receives each image's (boxes, scores, score_thr) given to NMS.
     """
     def recording_nms(*args, **kwargs):
         kwargs['return_inds'] = True
         dets, labels, inds = multiclass_nms(*args, **kwargs)
         records.append(inds)
+        if nms_inputs is not None:
+            nms_inputs.append(args[:3])
         return dets, labels
 
     bbox_head._predict_by_feat_single = bound_with_globals(
@@ -160,12 +174,123 @@ def roi_levels(extractor: SingleRoIExtractor, rois: Tensor) -> Tensor:
     return extractor.map_roi_levels(rois, extractor.num_inputs)
 
 
+def rcnn_scalars(bbox_head: BBoxHead, cls_score: Tensor, bbox_pred: Tensor,
+                 rois: Tensor, labels: Tensor, score_target: str) -> Tensor:
+    """Scalars of RoI candidates from a box head's outputs.
+
+    Args:
+        bbox_head (BBoxHead): The head (its ``bbox_coder``, class-agnostic
+            regression or not).
+        cls_score (Tensor): Class logits (N, num_classes + 1).
+        bbox_pred (Tensor): Deltas (N, 4) or (N, num_classes * 4).
+        rois (Tensor): (N, 5) RoIs the deltas are decoded on.
+        labels (Tensor): Each candidate's class (N, ).
+        score_target (str): ``'logit'``: the class logit, else its softmax
+            probability (the head's score).
+
+    Returns:
+        Tensor: (N, 5) score and outward box extents (input pixels, decoded
+        without clipping to the image).
+    """
+    rows = torch.arange(len(labels), device=labels.device)
+    if score_target == 'logit':
+        score = cls_score[rows, labels]
+    else:
+        score = cls_score.softmax(-1)[rows, labels]
+    size = bbox_head.bbox_coder.encode_size
+    if not bbox_head.reg_class_agnostic:
+        bbox_pred = bbox_pred.view(len(rows), -1, size)[rows, labels]
+    boxes = bbox_head.bbox_coder.decode(rois[:, 1:], bbox_pred)
+    return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
+
+
+def check_mask_target(model, feature: str) -> None:
+    """Refuse ``score_target='mask'`` in one line where it does not exist."""
+    roi_head = model.roi_head
+    if not getattr(roi_head, 'with_mask', False):
+        raise ValueError(f"score_target 'mask' needs a mask head; "
+                         f'{type(model).__name__} has none')
+    if feature == 'roi':
+        raise ValueError("score_target 'mask' reads the mask head's own RoI "
+                         "features: use feature 'neck' or 'backbone'")
+
+
+def rescale_like_mask_head(bboxes: Tensor, meta: dict) -> Tensor:
+    """Input-pixel boxes to the original image as MMDetection's mask head
+    rescales them (divided by the repeated ``scale_factor``)."""
+    factor = bboxes.new_tensor(meta['scale_factor']).repeat((1, 2))
+    return bboxes / factor
+
+
+def mean_mask_logits(roi_head, feats: Sequence[Tensor], boxes: Tensor,
+                     labels: Tensor) -> Tensor:
+    """Mean over the mask head's output grid of each box's class logits.
+
+    Args:
+        roi_head: A RoI head with a mask branch (``_mask_forward``).
+        feats (Sequence[Tensor]): Neck outputs (B, C, H, W).
+        boxes (Tensor): (N, 5) RoIs (batch index, x1, y1, x2, y2) in input
+            pixels.
+        labels (Tensor): Classes (N, ).
+
+    Returns:
+        Tensor: (N, ) mean logits of the mask of each box's class.
+    """
+    mask_preds = roi_head._mask_forward(tuple(feats), boxes)['mask_preds']
+    channel = labels if mask_preds.shape[1] > 1 else torch.zeros_like(labels)
+    rows = torch.arange(len(labels), device=labels.device)
+    return mask_preds[rows, channel].flatten(1).mean(dim=1)
+
+
+def mask_score_column(roi_head, feats: Sequence[Tensor], rois: Tensor,
+                      scalars: Tensor, labels: Tensor,
+                      img_shape: Sequence[int]) -> Tensor:
+    """``scalars`` with the score column replaced by the mean mask logit
+    (:func:`mean_mask_logits`) on each candidate's final box, the detached
+    decoded box clipped to ``img_shape`` as MMDetection decodes it."""
+    extents = scalars[:, 1:].detach()
+    boxes = (extents * extents.new_tensor([-1., -1., 1., 1.]))
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=img_shape[1])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=img_shape[0])
+    mask_rois = torch.cat([rois[:, :1], boxes], dim=1)
+    mask = mean_mask_logits(roi_head, feats, mask_rois, labels)
+    return torch.cat([mask[:, None], scalars[:, 1:]], dim=1)
+
+
+@register_adapter(StandardRoIHead)
 class TwoStageAdapter(DetectorAdapter):
     """Faster R-CNN and other ``TwoStageDetector`` s with a standard RoI head."""
 
     features = ('neck', 'backbone', 'roi')
+    score_targets = ('score', 'logit', 'mask')
+    family = ('two-stage detectors with a StandardRoIHead and a standard '
+              'BBoxHead (Faster / Mask R-CNN)')
+    relies_on = ('predict_bbox', )
+    detector_type = TwoStageDetector
+
+    def __init__(self, model, feature: str = 'neck',
+                 score_target: str = 'score') -> None:
+        super().__init__(model, feature, score_target)
+        if score_target == 'mask':
+            check_mask_target(model, feature)
+
+    @classmethod
+    def unsupported_reason(cls, model, part, registered: type
+                           ) -> Optional[str]:
+        reason = super().unsupported_reason(model, part, registered)
+        box_head = getattr(part, 'bbox_head', None)
+        if reason is None and not isinstance(box_head, BBoxHead):
+            reason = f'its bbox_head is a {type(box_head).__name__}, ' \
+                'not a BBoxHead'
+        elif reason is None and overridden(box_head, BBoxHead,
+                                           ('_predict_by_feat_single', )):
+            reason = f'{type(box_head).__name__} overrides ' \
+                'BBoxHead._predict_by_feat_single'
+        return reason
 
     def has_fast_path(self) -> bool:
+        if self.score_target == 'mask':  # another RoI head: exact path
+            return False
         if self.feature == 'roi':
             return True
         # neck: RoIAlign's adjoint (needs a linear, one-level-per-RoI pooling)
@@ -194,44 +319,74 @@ class TwoStageAdapter(DetectorAdapter):
             records: List[Tensor] = []
             private = shared_weights_copy(roi_head)
             with track_rcnn_candidates(private.bbox_head, records):
+                # with a mask head MMDetection's NMS runs in input pixels
                 results = private.predict_bbox(
                     detached, metas, proposals, roi_head.test_cfg,
-                    rescale=True)
+                    rescale=not roi_head.with_mask)
+            if roi_head.with_mask:
+                for res, meta in zip(results, metas):
+                    res.bboxes = rescale_like_mask_head(res.bboxes, meta)
         num_classes = roi_head.bbox_head.num_classes
-        det_rois = []
-        for img_idx, (res, inds) in enumerate(zip(results, records)):
-            boxes = proposals[img_idx].bboxes
-            rois = bbox2roi([boxes[inds // num_classes]])
-            rois[:, 0] = img_idx
-            det_rois.append(rois)
+        for res, inds in zip(results, records):
             res.cand_roi = inds // num_classes
-        extras = dict(feats=feats, det_rois=det_rois)
-        strides = self.feature_strides(leaves) if leaves else []
+        state = ForwardState(
+            results=results, activations=leaves,
+            strides=self.feature_strides(leaves) if leaves else [],
+            extras=dict(feats=feats, proposals=proposals, metas=metas,
+                        det_rois=[None] * len(results),
+                        roi_feats=[None] * len(results)))
+        for img_idx, res in enumerate(results):
+            self.set_candidates(state, img_idx, res)
+        return state
+
+    def set_candidates(self, state: ForwardState, img_idx: int,
+                       rows: InstanceData) -> None:
+        """Also the candidates' RoIs (and, for ``'roi'``, their pooled
+        features as leaves)."""
+        state.results[img_idx] = rows
+        boxes = state.extras['proposals'][img_idx].bboxes
+        rois = bbox2roi([boxes[rows.cand_roi]])
+        rois[:, 0] = img_idx
+        state.extras['det_rois'][img_idx] = rois
         if self.feature == 'roi':
-            extras['roi_feats'] = []
-            for rois in det_rois:
-                with torch.no_grad():
-                    pooled = roi_head.bbox_roi_extractor(
-                        detached[:roi_head.bbox_roi_extractor.num_inputs],
-                        rois)
-                extras['roi_feats'].append(pooled.requires_grad_())
-        return ForwardState(results=results, activations=leaves,
-                            strides=strides, extras=extras)
+            extractor = self.model.roi_head.bbox_roi_extractor
+            feats = tuple(f.detach() for f in
+                          state.extras['feats'][:extractor.num_inputs])
+            with torch.no_grad():
+                pooled = extractor(feats, rois)
+            state.extras['roi_feats'][img_idx] = pooled.requires_grad_()
+
+    def candidate_locations(self, state: ForwardState,
+                            img_idx: int) -> InstanceData:
+        """Every proposal of the image (``cand_roi``)."""
+        proposals = state.extras['proposals'][img_idx]
+        return InstanceData(cand_roi=torch.arange(
+            len(proposals), device=proposals.bboxes.device))
+
+    def pre_nms_candidates(self, state: ForwardState,
+                           img_idx: int) -> InstanceData:
+        """Every (proposal, class) whose softmax score passes the RoI head's
+        ``score_thr``: what its ``multiclass_nms`` receives."""
+        from ..candidates import describe_candidates
+        roi_head = self.model.roi_head
+        extractor = roi_head.bbox_roi_extractor
+        proposals = state.extras['proposals'][img_idx]
+        rois = bbox2roi([proposals.bboxes])
+        with torch.no_grad():
+            feats = tuple(f.detach() for f in
+                          state.extras['feats'][:extractor.num_inputs])
+            cls_score, _ = roi_head.bbox_head(extractor(feats, rois))
+            scores = cls_score.softmax(-1)[:, :-1]
+        roi, label = (scores > roi_head.test_cfg.score_thr).nonzero().unbind(1)
+        return describe_candidates(
+            self, state, img_idx, InstanceData(cand_roi=roi, labels=label))
 
     def _scalars_from_roi_feats(self, roi_feats: Tensor, rois: Tensor,
                                 labels: Tensor) -> Tensor:
         bbox_head = self.model.roi_head.bbox_head
         cls_score, bbox_pred = bbox_head(roi_feats)
-        rows = torch.arange(len(labels), device=labels.device)
-        if self.score_target == 'logit':
-            score = cls_score[rows, labels]
-        else:
-            score = cls_score.softmax(-1)[rows, labels]
-        size = bbox_head.bbox_coder.encode_size
-        if not bbox_head.reg_class_agnostic:
-            bbox_pred = bbox_pred.view(len(rows), -1, size)[rows, labels]
-        boxes = bbox_head.bbox_coder.decode(rois[:, 1:], bbox_pred)
-        return torch.cat([score[:, None], outward_extents(boxes)], dim=1)
+        return rcnn_scalars(bbox_head, cls_score, bbox_pred, rois, labels,
+                            self.score_target)
 
     def candidate_scalars(self, state: ForwardState, img_idx: int) -> Tensor:
         roi_head = self.model.roi_head
@@ -243,7 +398,32 @@ class TwoStageAdapter(DetectorAdapter):
             feats = state.extras['feats']
             roi_feats = roi_head.bbox_roi_extractor(
                 feats[:roi_head.bbox_roi_extractor.num_inputs], rois)
-        return self._scalars_from_roi_feats(roi_feats, rois, labels)
+        scalars = self._scalars_from_roi_feats(roi_feats, rois, labels)
+        if self.score_target == 'mask':
+            scalars = mask_score_column(
+                roi_head, state.extras['feats'], rois, scalars, labels,
+                state.extras['metas'][img_idx]['img_shape'])
+        return scalars
+
+    def candidate_scalars_on_inputs(self, inputs: Tensor,
+                                    state: ForwardState, img_idx: int,
+                                    det_ids: Sequence[int]) -> Tensor:
+        """See the base class: each detection's own RoI (proposal) stays
+        fixed and the box head reads it on row k's features, as
+        :meth:`candidate_scalars` does on the original ones."""
+        extractor = self.model.roi_head.bbox_roi_extractor
+        ids = torch.as_tensor(list(det_ids), dtype=torch.long,
+                              device=state.results[img_idx].labels.device)
+        if len(ids) != len(inputs):
+            raise ValueError(f'{len(inputs)} inputs for {len(ids)} '
+                             'candidates')
+        rois = state.extras['det_rois'][img_idx][ids].clone()
+        rois[:, 0] = torch.arange(len(ids), device=rois.device)
+        feats = self.model.extract_feat(inputs)
+        roi_feats = extractor(feats[:extractor.num_inputs],
+                              rois.type_as(feats[0]))
+        return self._scalars_from_roi_feats(
+            roi_feats, rois, state.results[img_idx].labels[ids])
 
     def _pooled_gradients(self, roi_feats: Tensor, rois: Tensor,
                           labels: Tensor, attr_ids: Sequence[int]
