@@ -316,8 +316,12 @@ class DenseHeadAdapter(DetectorAdapter):
         return receptive_radius(self.head)
 
     def has_fast_path(self) -> bool:
+        # the default patch forward runs ``forward_single``: only valid when
+        # the head's own forward does (families override forward_level)
+        default_forward = type(self).forward_level is \
+            DenseHeadAdapter.forward_level
         return self.feature == 'neck' and can_use_patches(self.head) and \
-            runs_forward_single(self.head)
+            (not default_forward or runs_forward_single(self.head))
 
     def fast_path_is_exact(self) -> bool:
         # GroupNorm statistics are frozen at their full-map values in the
