@@ -1,7 +1,7 @@
 PYTHON ?= python
 export PYTHON
 
-.PHONY: setup demo test
+.PHONY: setup demo test real-model
 
 setup:
 	@bash tools/setup_env.sh
@@ -13,3 +13,8 @@ demo: setup
 
 test: setup
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider
+
+# The real COCO detector (TF model zoo SSD-MobileNetV2, converted) and real
+# photos / pedestrian-video frames, cached in data/real_model/ (idempotent).
+real-model: setup
+	$(PYTHON) tools/fetch_real_model.py

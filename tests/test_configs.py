@@ -87,7 +87,7 @@ def test_config_builds_and_predicts(config):
         assert cfg.val_dataloader.sampler.shuffle is False
     else:
         assert cfg.val_evaluator.type == 'CocoMetric'
-    num_classes = 80 if config.endswith('_coco.py') else 1
+    num_classes = 80 if 'coco' in Path(config).name else 1
     head = cfg.model.get('roi_head', cfg.model).get('bbox_head')
     for stage_head in head if isinstance(head, list) else [head]:  # cascade
         assert stage_head.num_classes == num_classes

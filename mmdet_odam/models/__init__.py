@@ -6,11 +6,12 @@ from .odam_train import (OdamTrainLoss, install_odam_train, odam_pair_losses,
 # the submodule mmdet_odam.models.odam_nms
 from .odam_nms import OdamNMS, batched_odam_nms, map_correlation
 from .odam_nms_detector import OdamNMSDetector, enable_odam_nms
+from .tf_ssd import TFMobileNetV2, TFSSDAnchorGenerator, TFSSDHead
 
 __all__ = [
     'CandidateMapper', 'common_grid_size', 'resample_to_grid',
     'OdamTrainLoss', 'install_odam_train', 'odam_pair_losses',
     'odam_train_losses',
     'OdamNMS', 'OdamNMSDetector', 'batched_odam_nms', 'enable_odam_nms',
-    'map_correlation'
+    'map_correlation', 'TFMobileNetV2', 'TFSSDAnchorGenerator', 'TFSSDHead'
 ]

@@ -225,6 +225,19 @@ def linear_class_tower(head) -> Optional[Tuple[list, nn.Conv2d]]:
     return (layers, tower[1]) if layers else None
 
 
+def runs_forward_single(head) -> bool:
+    """Whether the head's ``forward`` runs its ``forward_single`` per level,
+    i.e. ``forward_single`` is defined at or below the class that defines
+    ``forward`` (SSDHead's own ``forward`` runs per-level module lists and
+    leaves AnchorHead's ``forward_single`` unused)."""
+    mro = type(head).__mro__
+
+    def owner(name: str) -> int:
+        return next(i for i, cls in enumerate(mro) if name in vars(cls))
+
+    return owner('forward_single') <= owner('forward')
+
+
 def forward_level(head, x: Tensor, level: int) -> tuple:
     """Run a dense head on one level's input, whatever its signature."""
     params = inspect.signature(head.forward_single).parameters
@@ -233,6 +246,8 @@ def forward_level(head, x: Tensor, level: int) -> tuple:
         args.append(head.scales[level])
     if 'stride' in params:
         args.append(head.strides[level])
+    if 'level' in params:  # heads with per-level modules
+        args.append(level)
     return head.forward_single(*args)
 
 
@@ -301,7 +316,12 @@ class DenseHeadAdapter(DetectorAdapter):
         return receptive_radius(self.head)
 
     def has_fast_path(self) -> bool:
-        return self.feature == 'neck' and can_use_patches(self.head)
+        # the default patch forward runs ``forward_single``: only valid when
+        # the head's own forward does (families override forward_level)
+        default_forward = type(self).forward_level is \
+            DenseHeadAdapter.forward_level
+        return self.feature == 'neck' and can_use_patches(self.head) and \
+            (not default_forward or runs_forward_single(self.head))
 
     def fast_path_is_exact(self) -> bool:
         # GroupNorm statistics are frozen at their full-map values in the

@@ -75,7 +75,8 @@ def neck_strides(neck: nn.Module, in_strides: Sequence[int]) -> List[int]:
 
 
 def prior_strides(prior_generator) -> List[int]:
-    """Per level stride of a prior generator (``strides`` as (w, h)).
+    """Per level stride of a prior generator (``strides`` as (w, h)), rounded
+    to whole pixels (fractional steps: TF SSD anchors at input / map size).
 
     Raises:
         ValueError: For non-square strides (maps are placed by one stride).
@@ -87,5 +88,5 @@ def prior_strides(prior_generator) -> List[int]:
         if w != h:
             raise ValueError(f'non-square feature stride {(w, h)} is not '
                              'supported')
-        out.append(int(w))
+        out.append(int(round(w)))  # TF SSD steps: input / map size
     return out
