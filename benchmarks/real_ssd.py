@@ -18,11 +18,20 @@ and frames of OpenCV's pedestrian video ``vtest.avi``). Parts:
   person pairs overlap (IoU > 0.5), with NMS at IoU 0.5 / 0.6 and Odam-NMS.
 * ``speed``: explaining every detection (all 6 maps) of one frame, fast vs
   exact path: seconds and peak RSS, each in a fresh process.
+* ``sanity``: the model-parameter randomisation test (paper App. A.5.1,
+  Adebayo et al. 2018): the trained model's person detections (score >= 0.5)
+  of the first ``--frames`` frames explained by the trained model and, for the
+  same box and class, by the same network with randomly initialised weights
+  (its best candidate there, ``MatchedCandidates``): Spearman rank
+  correlation of the two 'score' maps (scipy, on a 1/4-size grid), the share
+  of each map's heat inside the box, the candidates' scores ->
+  docs/real_ssd_sanity.jpg.
 
 Usage::
 
     make real-model
-    OMP_NUM_THREADS=1 python benchmarks/real_ssd.py figures quality nms speed
+    OMP_NUM_THREADS=1 python benchmarks/real_ssd.py figures quality nms speed \
+        sanity
 """
 import argparse
 import json
@@ -273,10 +282,73 @@ def speed(args):
               f"{r['seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
 
 
+# -- sanity ------------------------------------------------------------------------
+def sanity(args):
+    import cv2
+    import mmcv
+    import torch
+    from mmdet.apis import init_detector
+    from scipy.stats import spearmanr
+
+    from mmdet_odam.apis import explain
+    from mmdet_odam.apis.export import box_energy_fraction
+    from mmdet_odam.explainers import MatchedCandidates
+    from mmdet_odam.visualization.heatmap_overlay import (make_gallery,
+                                                          overlay_heatmap)
+    trained = load()
+    torch.manual_seed(0)
+    randomised = init_detector(CONFIG, None, device='cpu', palette='random')
+    rows, tiles, titles = [], [], []
+    for number, path in enumerate(frames(args.frames)):
+        img = mmcv.imread(path)
+        pred = explain(trained, img, targets=('score', ),
+                       score_thr=0.5).pred_instances
+        keep = persons(pred, 0.5)
+        if not keep:
+            continue
+        boxes = pred.bboxes[keep]
+        rand = explain(randomised, img, targets=('score', ), candidates=(
+            MatchedCandidates(boxes.numpy(), PERSON))).pred_instances
+        own = len(persons(explain(randomised, img, targets=('score', ),
+                                  score_thr=0.5).pred_instances, 0.5))
+        h, w = img.shape[:2]
+        for k, d in enumerate(keep):
+            a = pred.heatmaps[d, 0].numpy()
+            b = rand.heatmaps[k, 0].numpy()
+            small = [cv2.resize(m, (w // 4, h // 4),
+                                interpolation=cv2.INTER_AREA) for m in (a, b)]
+            rho = spearmanr(small[0].ravel(), small[1].ravel()).statistic
+            box = boxes[k].numpy()
+            rows.append(dict(rho=float(np.nan_to_num(rho)),
+                             trained_in_box=box_energy_fraction(a, box),
+                             random_in_box=box_energy_fraction(b, box),
+                             trained_score=float(pred.scores[d]),
+                             random_score=float(rand.scores[k]),
+                             random_persons=own))
+            if number == 0 and k < 3:
+                for name, m in (('trained', a), ('random weights', b)):
+                    tiles.append(crop(overlay_heatmap(img, m, box=box.tolist()),
+                                      box.tolist()))
+                    titles.append(f'#{d} {name}')
+    if tiles:
+        save_jpg(osp.join(DOCS, 'real_ssd_sanity.jpg'),
+                 make_gallery(tiles, ncols=2, titles=titles), rgb=True)
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    print(f'{len(rows)} person detections of {args.frames} frames')
+    print('| model | score of the candidate | heat in the box | Spearman rho '
+          'with the trained map | persons >= 0.5 per frame (own) |')
+    print('|---|---|---|---|---|')
+    print(f"| trained | {mean['trained_score']:.3f} | "
+          f"{mean['trained_in_box']:.3f} | 1 | - |")
+    print(f"| random weights | {mean['random_score']:.3f} | "
+          f"{mean['random_in_box']:.3f} | {mean['rho']:.3f} | "
+          f"{mean['random_persons']:.1f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('parts', nargs='*', default=[],
-                   help='figures, quality, nms and / or speed')
+                   help='figures, quality, nms, speed and / or sanity')
     p.add_argument('--frames', type=int, default=3,
                    help='video frames for the quality part')
     p.add_argument('--steps', type=int, default=10,
@@ -284,7 +356,8 @@ def main():
     p.add_argument('--speed-one', choices=['fast', 'exact'],
                    help=argparse.SUPPRESS)
     args = p.parse_args()
-    unknown = set(args.parts) - {'figures', 'quality', 'nms', 'speed'}
+    unknown = set(args.parts) - {'figures', 'quality', 'nms', 'speed',
+                                 'sanity'}
     if unknown:
         sys.exit(f'error: unknown parts {sorted(unknown)}')
     if not osp.isfile(CHECKPOINT) or not osp.isdir(osp.join(CACHE, 'frames')):
