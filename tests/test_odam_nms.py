@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 
-import mmdet_odam  # noqa: F401  (installs the wrappers)
+import mmdet_odam  # noqa: F401  (registers modules)
 from mmdet_odam.models.candidate_maps import CandidateMapper
 from mmdet_odam.models import enable_odam_nms
 from mmdet_odam.models.odam_nms import (OdamNMS, batched_odam_nms,
@@ -612,6 +612,28 @@ def test_faster_rcnn_odam_nms_is_algorithm_1(crowd, denormals_flushed,
     record = recorded_candidates[-1]
     assert record['max_num'] == rcnn_cfg.max_per_img
     assert_detections_follow_algorithm_1(paper, record, 0.6)
+
+
+def test_an_ignored_odam_nms_entry_is_refused_by_the_test_tool(tmp_path):
+    """tools/test.py refuses a plain detector whose test config names
+    ``odam_nms`` (it would run standard NMS), before any model is built."""
+    import subprocess
+    import sys
+    cfg_path = tmp_path / 'plain_with_odam_nms.py'
+    cfg_path.write_text(
+        f"_base_ = [{FCOS_CFG!r}]\n"
+        "model = dict(test_cfg=dict(odam_nms=dict(type='OdamNMS')))\n")
+    run = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools/test.py'), str(cfg_path),
+         CHECKPOINT], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert lines[-1] == (
+        'error: model.test_cfg.odam_nms has no effect on a plain FCOS: build '
+        "it with model.type='OdamNMSDetector', detector_type='FCOS'")
+    from mmdet_odam.models import check_odam_nms_config
+    check_odam_nms_config(Config.fromfile(osp.join(
+        ROOT, 'configs/fcos/fcos_tiny_odam-nms_synthetic-crowdhuman.py')).model)
 
 
 def test_detr_refuses_odam_nms(crowd, denormals_flushed):

@@ -138,6 +138,12 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
 
+    from mmdet_odam.models import check_odam_nms_config
+    try:  # an odam_nms entry that the plain detector would ignore
+        check_odam_nms_config(cfg.model)
+    except ValueError as e:
+        sys.exit(f'error: {e}')
+
     cfg.load_from = args.checkpoint
     apply_checkpoint_args(cfg, args, args.checkpoint)
 

@@ -93,6 +93,24 @@ def enable_odam_nms(model):
     return model
 
 
+def check_odam_nms_config(model_cfg) -> None:
+    """Refuse a detector config whose test config names ``odam_nms`` but
+    that is not built as ``OdamNMSDetector`` (the entry would be ignored).
+
+    Raises:
+        ValueError: One line saying what to add.
+    """
+    test_cfg = model_cfg.get('test_cfg') or {}
+    names = [key for key, part in (('test_cfg', test_cfg),
+                                   ('test_cfg.rcnn', test_cfg.get('rcnn')))
+             if _odam_cfg(part) is not None]
+    if names and model_cfg.get('type') != 'OdamNMSDetector':
+        raise ValueError(
+            f'model.{names[0]}.odam_nms has no effect on a plain '
+            f"{model_cfg.get('type')}: build it with model.type="
+            f"'OdamNMSDetector', detector_type='{model_cfg.get('type')}'")
+
+
 @MODELS.register_module()
 def OdamNMSDetector(detector_type: str, **kwargs):  # noqa: N802 (a type)
     """Config entry building a detector with Odam-NMS enabled::
