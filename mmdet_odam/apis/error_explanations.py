@@ -34,12 +34,10 @@ from ..evaluation.error_analysis import (ImageErrors, classify_detections,
                                          describe_extent, extent_errors,
                                          sides_off)
 from ..explainers import TARGETS
+from ..explainers.candidates import CORRELATION_GRID_SHORT_EDGE
+from ..models.candidate_maps import common_grid_size
 from .explain import explain
 
-#: Odam-NMS's thresholds used for the duplicate verdict (paper, FCOS).
-ODAM_NMS_THRESHOLDS = dict(iou_threshold=0.5, t_low=0.2, t_high=0.8)
-#: Short edge of the grid the duplicate maps are correlated on (Odam-NMS).
-CORRELATION_GRID = 50
 
 
 def _class_name(label: int, class_names: Sequence[str]) -> str:
@@ -52,20 +50,12 @@ def _box(values) -> List[float]:
     return [round(float(v), 2) for v in values]
 
 
-def correlation_grid(shape: Tuple[int, int],
-                     short_edge: int = CORRELATION_GRID) -> Tuple[int, int]:
-    """(h, w) of a grid whose short edge is ``short_edge`` cells, with the
-    image's aspect ratio (never larger than the image)."""
-    h, w = shape
-    scale = min(1., short_edge / max(min(h, w), 1))
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
 def odam_nms_verdict(box_kept, box_other, map_kept: torch.Tensor,
                      map_other: torch.Tensor,
                      iou_threshold: float = 0.5, t_low: float = 0.2,
                      t_high: float = 0.8) -> dict:
-    """What Odam-NMS decides for a (higher-scored, lower-scored) pair.
+    """What Odam-NMS decides for a (higher-scored, lower-scored) pair
+    (thresholds default to ``OdamNMS``'s: the paper's FCOS values).
 
     Args:
         box_kept, box_other: (4, ) boxes.
@@ -218,7 +208,9 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
         model, image, wrong_class,
         [int(gt_labels[errors.det_gt[k]]) for k in wrong_class], explainer,
         score_thr) if wrong_class else {}
-    grid = correlation_grid(tuple(sample.metainfo['ori_shape'][:2]))
+    # maps compared on Odam-NMS's grid, as ref_correlation does
+    grid = common_grid_size(sample.metainfo['ori_shape'][:2],
+                            CORRELATION_GRID_SHORT_EDGE)
     records = []
     for k, kind in enumerate(errors.det_type):
         if kind == 'ignored':
@@ -277,7 +269,7 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
             small = sample.pred_instances.heatmaps.render(
                 [int(analysed[ref]), row], targets=['score'], size=grid)[:, 0]
             verdict = odam_nms_verdict(bboxes[ref], bboxes[k], small[0],
-                                       small[1], **ODAM_NMS_THRESHOLDS)
+                                       small[1])
             rec.update(pair_iou=verdict['iou'],
                        correlation=verdict['correlation'],
                        odam_nms_removes=verdict['removed'])
@@ -322,6 +314,5 @@ def explain_image_errors(model, image: np.ndarray, gt_bboxes, gt_labels,
     return errors, dets, records
 
 
-__all__ = ['explain_image_errors', 'odam_nms_verdict', 'correlation_grid',
-           'true_class_maps', 'missed_object_candidates',
-           'ODAM_NMS_THRESHOLDS']
+__all__ = ['explain_image_errors', 'odam_nms_verdict', 'true_class_maps',
+           'missed_object_candidates']

@@ -29,7 +29,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmdet.structures.bbox import bbox_overlaps
+from mmdet.structures.bbox import HorizontalBoxes, bbox_overlaps, scale_boxes
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -49,13 +49,11 @@ def original_boxes(input_boxes: Tensor, meta: dict) -> Tensor:
     Returns:
         Tensor: (N, 4) boxes in original-image pixels.
     """
-    scale = input_boxes.new_tensor(meta.get('scale_factor', (1., 1.)))
-    boxes = input_boxes / scale.repeat(2)
-    height, width = meta['ori_shape'][:2]
-    return torch.stack([boxes[:, 0].clamp(0, width),
-                        boxes[:, 1].clamp(0, height),
-                        boxes[:, 2].clamp(0, width),
-                        boxes[:, 3].clamp(0, height)], dim=1)
+    scale_w, scale_h = meta.get('scale_factor', (1., 1.))
+    boxes = HorizontalBoxes(scale_boxes(input_boxes,
+                                        (1 / scale_w, 1 / scale_h)))
+    boxes.clip_(meta['ori_shape'][:2])
+    return boxes.tensor
 
 
 def describe_candidates(adapter: DetectorAdapter, state: ForwardState,
