@@ -34,8 +34,9 @@ from typing import List, Optional
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
 from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
-                        add_cfg_options, add_checkpoint_args, find_config,
-                        load_script, resolve_device)
+                        add_cfg_options, add_checkpoint_args, fail,
+                        find_config, load_explained_detector, load_script,
+                        resolve_device)
 
 sys.path.insert(0, REPO_ROOT)
 
@@ -72,13 +73,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_checkpoint_args(p)
     add_cfg_options(p)
     return p.parse_args(argv)
-
-
-def _fail(message: str) -> int:
-    print('error: ' + ' | '.join(
-        line.strip() for line in str(message).splitlines() if line.strip()),
-        file=sys.stderr)
-    return 1
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -140,12 +134,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_options(args)
         device = resolve_device(args.device)
     except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
 
     from tqdm import tqdm
 
     import mmdet_odam  # noqa: F401  (registers modules)
-    from mmdet_odam.apis import init_explained_detector
     from mmdet_odam.apis.error_explanations import explain_image_errors
     from mmdet_odam.apis.export import read_image
     from mmdet_odam.apis.output_files import OutputConflictError
@@ -159,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = Config.fromfile(config)
     except Exception as e:  # syntax errors, missing bases
-        return _fail(f'cannot read config {args.config}: '
+        return fail(f'cannot read config {args.config}: '
                      f'{type(e).__name__}: {e}')
     if args.data_root is not None:
         load_script('tools/test.py').override_data_root(cfg, args.data_root)
@@ -174,25 +167,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OutputConflictError as e:
         hint = '; use --overwrite or another --out-dir' if e.overridable \
             else ''
-        return _fail(f'{e}{hint}')
+        return fail(f'{e}{hint}')
     try:
         dataset = build_dataset(cfg, args.split)
     except (ValueError, FileNotFoundError, OSError) as e:
-        return _fail(f'cannot read the {args.split} dataset: {e}')
+        return fail(f'cannot read the {args.split} dataset: {e}')
     except Exception as e:  # dataset classes raise many kinds
-        return _fail(f'cannot build the {args.split} dataset: '
+        return fail(f'cannot build the {args.split} dataset: '
                      f'{type(e).__name__}: {e}')
     class_names = tuple(dataset.metainfo.get('classes', ()))
     report.class_names = class_names
-    try:
-        model = init_explained_detector(cfg, args.checkpoint, device,
-                                        trusted=args.trust_checkpoint,
-                                        strict=not args.allow_partial_load)
-    except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
-    except Exception as e:  # config syntax, unknown model type
-        return _fail(f'cannot build the detector from {args.config}: '
-                     f'{type(e).__name__}: {e}')
+    model, error = load_explained_detector(cfg, args, device)
+    if error:
+        return fail(error)
     counts = ErrorCounts(class_names=class_names)
     num = len(dataset) if args.num_images is None else min(
         args.num_images, len(dataset))
@@ -203,7 +190,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             image = read_image(info['img_path'])
         except (OSError, ValueError) as e:
-            return _fail(str(e))
+            return fail(str(e))
         boxes, labels, ignore = ground_truth(info)
         try:
             errors, dets, records = explain_image_errors(
@@ -211,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 class_names=class_names, score_thr=args.score_thr,
                 fg_iou=args.fg_iou, bg_iou=args.bg_iou)
         except ValueError as e:  # a detector family ODAM cannot explain
-            return _fail(str(e))
+            return fail(str(e))
         counts.add(errors, dets['det_labels'], labels)
         report.add_image(image, osp.basename(info['img_path']), records)
     summary = counts.summary()
@@ -222,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         written = report.finish(summary, settings)
     except OutputConflictError as e:
-        return _fail(str(e))
+        return fail(str(e))
     from mmdet_odam.evaluation.error_analysis import format_error_table
     print(f'Error types ({osp.basename(args.config)}, {num} images, '
           f'score >= {args.score_thr})')

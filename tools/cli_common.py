@@ -138,6 +138,38 @@ def apply_checkpoint_args(cfg, args: argparse.Namespace,
         cfg.strict_load = not args.allow_partial_load
 
 
+def fail(message: str) -> int:
+    """Print ``message`` as one ``error:`` line (its lines joined) on stderr;
+    returns the exit status 1."""
+    lines = [line.strip() for line in str(message).splitlines()]
+    print('error: ' + ' | '.join(line for line in lines if line),
+          file=sys.stderr)
+    return 1
+
+
+def load_explained_detector(config, args: argparse.Namespace, device: str,
+                            cfg_options: Optional[dict] = None):
+    """The detector of ``config`` with ``args.checkpoint`` loaded by the
+    shared checkpoint options (``--trust-checkpoint``,
+    ``--allow-partial-load``).
+
+    Returns:
+        tuple: (model, None), or (None, a one-line reason) when the
+        checkpoint or config cannot be loaded.
+    """
+    from mmdet_odam.apis import init_explained_detector
+    try:
+        return init_explained_detector(
+            config, args.checkpoint, device, cfg_options,
+            trusted=args.trust_checkpoint,
+            strict=not args.allow_partial_load), None
+    except (FileNotFoundError, ValueError) as e:
+        return None, str(e)
+    except Exception as e:  # config syntax, unknown model type
+        return None, (f'cannot build the detector from {args.config}: '
+                      f'{type(e).__name__}: {e}').splitlines()[0]
+
+
 # The environment torchrun (and torch.distributed.launch) sets per process.
 TORCHRUN_VARIABLES = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
                       'MASTER_PORT')

@@ -72,7 +72,8 @@ from typing import List, Optional, Sequence, Union
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/ helpers
 from cli_common import (REPO_ROOT, OneLineArgumentParser,  # noqa: E402
-                        add_cfg_options, add_checkpoint_args, find_config,
+                        add_cfg_options, add_checkpoint_args, fail,
+                        find_config, load_explained_detector,
                         resolve_device)
 
 sys.path.insert(0, REPO_ROOT)
@@ -180,13 +181,6 @@ def parse_smooth(value: str) -> Union[str, float]:
     return sigma
 
 
-def _fail(message: str) -> int:
-    lines = [line.strip() for line in str(message).splitlines()]
-    print('error: ' + ' | '.join(line for line in lines if line),
-          file=sys.stderr)
-    return 1
-
-
 def check_options(args: argparse.Namespace) -> List[str]:
     """The cheap checks of the options (no model), in order.
 
@@ -270,13 +264,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         targets = check_options(args)
         device = resolve_device(args.device)
     except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
 
     from tqdm import tqdm
 
     import mmdet_odam  # noqa: F401  (registers modules)
-    from mmdet_odam.apis import (build_explainer, explain,
-                                 init_explained_detector)
+    from mmdet_odam.apis import build_explainer, explain
     from mmdet_odam.apis.explain import build_test_pipeline
     from mmdet_odam.apis.export import (OutputConflictError,
                                         check_explanation_outputs,
@@ -297,13 +290,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:  # option values the explainer checks itself, still before the model
         explainer = build_explainer(explainer_cfg)
     except (ValueError, TypeError) as e:
-        return _fail(str(e))
+        return fail(str(e))
 
     images, missing = collect_images(args.images)
     for path in missing:
         print(f'warning: image not found, skipped: {path}', file=sys.stderr)
     if not images:
-        return _fail('no images found in ' + ' '.join(args.images) +
+        return fail('no images found in ' + ' '.join(args.images) +
                      ' (.jpg/.jpeg/.png/.bmp files or folders of them)')
     stems = unique_stems(images)
     protected = images + [config, args.checkpoint]
@@ -312,19 +305,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_explanation_outputs(args.out_dir, stem, protected,
                                       args.overwrite)
     except OutputConflictError as e:
-        return _fail(f'{e}' + (f'; {OVERWRITE_HINT}' if e.overridable
+        return fail(f'{e}' + (f'; {OVERWRITE_HINT}' if e.overridable
                                else ''))
 
-    try:
-        model = init_explained_detector(config, args.checkpoint, device,
-                                        args.cfg_options,
-                                        trusted=args.trust_checkpoint,
-                                        strict=not args.allow_partial_load)
-    except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
-    except Exception as e:  # config syntax, unknown model type
-        return _fail(f'cannot build the detector from {args.config}: '
-                     f'{type(e).__name__}: {e}'.splitlines()[0])
+    model, error = load_explained_detector(config, args, device,
+                                           args.cfg_options)
+    if error:
+        return fail(error)
     try:  # the detector family, the feature it has, the candidates asked
         adapter = build_adapter(model, explainer.feature,
                                 explainer.score_target)
@@ -333,7 +320,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if selector is not None:
             selector.check(adapter)
     except (ValueError, TypeError) as e:
-        return _fail(str(e))
+        return fail(str(e))
 
     class_names = (model.dataset_meta or {}).get('classes')
     pipeline = None
@@ -352,7 +339,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              targets=targets, score_thr=args.score_thr,
                              test_pipeline=pipeline, candidates=selector)
         except ValueError as e:  # explainer options the model cannot serve
-            return _fail(str(e))
+            return fail(str(e))
         sample.set_metainfo(dict(img_path=path))
         try:
             saved = save_explanation(sample, image, args.out_dir, stem,
@@ -381,9 +368,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'explained {num_dets} {rows} in {done} image(s) -> '
           f'{args.out_dir}' + (f' ({skipped} skipped)' if skipped else ''))
     if not done:
-        return _fail('no image could be explained')
+        return fail('no image could be explained')
     if refused:
-        return _fail(f'the outputs of {refused} image(s) were not written '
+        return fail(f'the outputs of {refused} image(s) were not written '
                      '(existing files kept)')
     return 0
 
