@@ -368,11 +368,10 @@ def reference_correlations(maps, ref_maps, ref_rows: Tensor,
     from ..models.odam_nms import map_correlation
     grid = common_grid_size(maps.ori_shape, short_edge)
     out = torch.zeros((len(ref_rows), len(maps.targets)))
-    for row, ref in enumerate(ref_rows.tolist()):
+    for row, ref in enumerate(ref_rows.tolist()):  # one row's maps at a time
         own = maps.render([row], size=grid)[0]
         other = ref_maps.render([ref], size=grid)[0]
-        for t in range(len(maps.targets)):
-            out[row, t] = map_correlation(own[t:t + 1], other[t:t + 1])[0, 0]
+        out[row] = map_correlation(own, other).diagonal()  # target t with t
     return out
 
 
