@@ -47,12 +47,8 @@ model = dict(
         stacked_convs=2,
         norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
         anchor_generator=dict(octave_base_scale=4, strides=[8, 16, 32])),
-    test_cfg=dict(
-        nms_pre=1000,
-        min_bbox_size=0,
-        score_thr=0.05,
-        nms=dict(type='nms', iou_threshold=0.5),
-        max_per_img=100))
+    # the other tiny detectors' NMS (ATSS's own default is 0.6)
+    test_cfg=dict(nms=dict(iou_threshold=0.5)))
 
 # schedule and runtime: ../_base_/schedules/tiny_cpu.py, with this length
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
